@@ -1,0 +1,101 @@
+"""Argument validation shared by `ops` and the layers.
+
+Every check fails with one sentence that names the argument, says what was
+expected and shows what was received, in the style of Keras's own layers.
+"""
+
+import math
+import numbers
+
+import keras
+import numpy as np
+
+_FLOAT_DTYPES = ("float16", "bfloat16", "float32", "float64")
+
+
+def _invalid(name, expected, received):
+    return (
+        f"Invalid value received for argument `{name}`. Expected {expected}. "
+        f"Received: {name}={received!r}"
+    )
+
+
+def is_tensor_like(value):
+    """True for backend tensors and Keras variables (values not known in Python)."""
+    return isinstance(value, keras.Variable) or keras.ops.is_tensor(value)
+
+
+def check_temperature(temperature, name="temperature"):
+    """Validates a temperature known in Python; tensors pass through unchecked.
+
+    A tensor or variable may only be known when the graph runs, so it is the
+    owner's job (the layer's constraint) to keep it positive.
+    """
+    if is_tensor_like(temperature):
+        if not keras.backend.is_float_dtype(temperature.dtype):
+            raise TypeError(
+                _invalid(name, "a floating-point tensor", temperature)
+                + f" with dtype {temperature.dtype}"
+            )
+        return temperature
+    if isinstance(temperature, np.ndarray) and temperature.ndim == 0:
+        temperature = temperature.item()
+    if isinstance(temperature, bool) or not isinstance(temperature, numbers.Real):
+        raise TypeError(_invalid(name, "a positive float", temperature))
+    if not math.isfinite(temperature) or temperature <= 0:
+        raise ValueError(_invalid(name, "a positive finite float", temperature))
+    return float(temperature)
+
+
+def check_positive_int(value, name, low=1, high=None):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(_invalid(name, "an integer", value))
+    if value < low or (high is not None and value > high):
+        bounds = f"an integer in [{low}, {high}]" if high else f"an integer >= {low}"
+        raise ValueError(_invalid(name, bounds, value))
+    return int(value)
+
+
+def check_axis(axis, ndim, name="axis"):
+    """Returns `axis` as a non-negative index into a tensor of rank `ndim`."""
+    if isinstance(axis, bool) or not isinstance(axis, numbers.Integral):
+        raise TypeError(_invalid(name, "an integer", axis))
+    if ndim is not None and not -ndim <= axis < ndim:
+        raise ValueError(
+            _invalid(
+                name,
+                f"an integer in [{-ndim}, {ndim - 1}] for a rank-{ndim} input",
+                axis,
+            )
+        )
+    return axis % ndim if ndim is not None else axis
+
+
+def check_choice(value, name, choices):
+    if value not in choices:
+        raise ValueError(_invalid(name, f"one of {tuple(choices)}", value))
+    return value
+
+
+def check_seed(seed, name="seed"):
+    """Accepts None, an int, or a `keras.random.SeedGenerator`."""
+    if seed is None or isinstance(seed, keras.random.SeedGenerator):
+        return seed
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
+        raise TypeError(
+            _invalid(name, "None, an integer or a `keras.random.SeedGenerator`", seed)
+        )
+    return int(seed)
+
+
+def float_tensor(value, name):
+    """Converts `value` to a tensor and insists on a floating-point dtype."""
+    tensor = keras.ops.convert_to_tensor(value)
+    dtype = keras.backend.standardize_dtype(tensor.dtype)
+    if dtype not in _FLOAT_DTYPES:
+        raise TypeError(
+            f"Invalid dtype received for argument `{name}`. Expected a "
+            f"floating-point tensor (unnormalised log-probabilities). Received: "
+            f"{name}.dtype={dtype}"
+        )
+    return tensor

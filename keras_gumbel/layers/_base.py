@@ -1,0 +1,76 @@
+"""What every temperature-carrying layer of the package shares.
+
+`TemperatureAnnealing` recognises an annealable layer by this base class: it owns
+a scalar float32 variable named `temperature` and a `SeedGenerator`.
+"""
+
+import keras
+
+from keras_gumbel import _checks
+
+
+@keras.saving.register_keras_serializable(package="keras_gumbel")
+class MinimumTemperature(keras.constraints.Constraint):
+    """Keeps a trainable temperature at or above `minimum` (strictly positive)."""
+
+    def __init__(self, minimum=1e-2):
+        self.minimum = _checks.check_temperature(minimum, "minimum")
+
+    def __call__(self, w):
+        return keras.ops.maximum(w, keras.ops.cast(self.minimum, w.dtype))
+
+    def get_config(self):
+        return {"minimum": self.minimum}
+
+
+class AnnealableLayer(keras.layers.Layer):
+    """Base class: a layer with a temperature variable and a seed generator.
+
+    The temperature is a scalar float32 variable named `temperature`,
+    non-trainable unless `trainable_temperature=True` (then constrained to stay at
+    or above 0.01). A compiled train step reads the variable, so assigning it
+    (`layer.temperature.assign(0.5)`, or `keras_gumbel.TemperatureAnnealing`) takes
+    effect on the next step without retracing, and it is saved with the weights.
+    """
+
+    def __init__(
+        self, temperature, *, trainable_temperature=False, seed=None, **kwargs
+    ):
+        super().__init__(**kwargs)
+        temperature = _checks.check_temperature(temperature)
+        if not isinstance(trainable_temperature, bool):
+            raise TypeError(
+                "Invalid value received for argument `trainable_temperature`. "
+                f"Expected a bool. Received: trainable_temperature="
+                f"{trainable_temperature!r}"
+            )
+        self.initial_temperature = temperature
+        self.trainable_temperature = trainable_temperature
+        self.seed = _checks.check_seed(seed)
+        if isinstance(self.seed, keras.random.SeedGenerator):
+            raise TypeError(
+                "Invalid value received for argument `seed`. Expected None or an "
+                "integer (the layer owns its SeedGenerator). "
+                f"Received: seed={seed!r}"
+            )
+        self.seed_generator = keras.random.SeedGenerator(self.seed)
+        self.temperature = self.add_weight(
+            name="temperature",
+            shape=(),
+            dtype="float32",
+            initializer=keras.initializers.Constant(temperature),
+            trainable=trainable_temperature,
+            autocast=False,
+            constraint=MinimumTemperature() if trainable_temperature else None,
+        )
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "temperature": self.initial_temperature,
+                "trainable_temperature": self.trainable_temperature,
+                "seed": self.seed,
+            }
+        )
+        return config

@@ -1,0 +1,150 @@
+import keras
+
+from keras_gumbel import _checks, estimators, ops
+from keras_gumbel.layers._base import AnnealableLayer
+
+INFERENCE_MODES = ("argmax", "softmax", "sample")
+
+
+@keras.saving.register_keras_serializable(package="keras_gumbel")
+class GumbelSoftmax(AnnealableLayer):
+    """Draws Gumbel-Softmax (Concrete) samples from logits.
+
+    In training (`training=True`) every call draws fresh Gumbel noise `g` from the
+    layer's own `keras.random.SeedGenerator` and returns the relaxed sample
+    `softmax((logits + g) / temperature)`, or with `hard=True` the exact one-hot
+    sample `one_hot(argmax(logits + g))` whose gradient comes from `estimator`.
+    In inference the output depends on `inference`: `"argmax"` returns the
+    deterministic `one_hot(argmax(logits))`, `"softmax"` returns
+    `softmax(logits / temperature)` and `"sample"` returns a hard random sample.
+
+    The temperature is a scalar float32 variable, `layer.temperature`. Assigning
+    it takes effect on the next step of a compiled train step without retracing,
+    and `keras_gumbel.TemperatureAnnealing` anneals it during `fit`. Low
+    temperatures give nearly one-hot samples (low bias) and high-variance
+    gradients; high temperatures the reverse.
+
+    Noise and softmax are computed in float32 even under a `mixed_float16` or
+    `mixed_bfloat16` policy; the output has the layer's compute dtype and the
+    input's shape.
+
+    Args:
+        temperature: Initial temperature, a positive float. Defaults to 1.0.
+        hard: If True, training outputs are exact one-hot samples.
+        estimator: Gradient estimator, one of `keras_gumbel.ESTIMATORS`. None
+            means `"straight_through"` when `hard=True`, else `"gumbel_softmax"`.
+            Hard estimators (`"straight_through"`, `"reinmax"`, `"gumbel_rao"`,
+            `"gst"`) always give one-hot samples.
+        axis: The category axis. Defaults to -1.
+        inference: What the layer returns when `training=False`: `"argmax"`
+            (default), `"softmax"` or `"sample"`.
+        trainable_temperature: If True, the temperature is learned (kept at or
+            above 0.01). Defaults to False.
+        seed: Optional int. Makes the sequence of samples reproducible; every
+            call still draws new noise.
+        **kwargs: Base layer keyword arguments, such as `name` and `dtype`.
+
+    Call arguments:
+        inputs: Logits (unnormalised log-probabilities), any rank >= 1.
+        training: Python bool; whether to sample (True) or use the inference mode.
+        mask: Optional boolean mask, also propagated from an upstream layer.
+            With the rank of `inputs` it marks categories: False entries are
+            never chosen and get exactly 0 output and 0 gradient. With one rank
+            less it marks rows (e.g. padded timesteps), which come out all zeros.
+
+    Example:
+
+    >>> import numpy as np
+    >>> import keras
+    >>> import keras_gumbel
+    >>> layer = keras_gumbel.GumbelSoftmax(temperature=0.5, hard=True, seed=0)
+    >>> logits = np.log(np.array([[0.7, 0.2, 0.1]], dtype="float32"))
+    >>> sample = layer(logits, training=True)   # a random one-hot row
+    >>> float(np.sum(sample))
+    1.0
+    >>> np.asarray(layer(logits)).tolist()       # inference: argmax
+    [[1.0, 0.0, 0.0]]
+
+    Reference:
+        - [Jang et al., 2017. Categorical Reparameterization with
+          Gumbel-Softmax](https://arxiv.org/abs/1611.01144)
+        - [Maddison et al., 2017. The Concrete Distribution](
+          https://arxiv.org/abs/1611.00712)
+    """
+
+    def __init__(
+        self,
+        temperature=1.0,
+        *,
+        hard=False,
+        estimator=None,
+        axis=-1,
+        inference="argmax",
+        trainable_temperature=False,
+        seed=None,
+        **kwargs,
+    ):
+        super().__init__(
+            temperature,
+            trainable_temperature=trainable_temperature,
+            seed=seed,
+            **kwargs,
+        )
+        if not isinstance(hard, bool):
+            raise TypeError(
+                "Invalid value received for argument `hard`. Expected a bool. "
+                f"Received: hard={hard!r}"
+            )
+        estimators.get(estimator, hard)
+        self.hard = hard
+        self.estimator = estimator
+        self.axis = _checks.check_axis(axis, None)
+        self.inference = _checks.check_choice(inference, "inference", INFERENCE_MODES)
+        self.supports_masking = True
+
+    def build(self, input_shape):
+        _checks.check_axis(self.axis, len(input_shape))
+
+    def call(self, inputs, training=None, mask=None):
+        if training:
+            return ops.gumbel_softmax(
+                inputs,
+                self.temperature,
+                hard=self.hard,
+                estimator=self.estimator,
+                axis=self.axis,
+                mask=mask,
+                seed=self.seed_generator,
+            )
+        if self.inference == "argmax":
+            return ops.argmax_one_hot(inputs, axis=self.axis, mask=mask)
+        if self.inference == "softmax":
+            return ops.tempered_softmax(
+                inputs, self.temperature, axis=self.axis, mask=mask
+            )
+        return ops.gumbel_softmax(
+            inputs,
+            self.temperature,
+            hard=True,
+            axis=self.axis,
+            mask=mask,
+            seed=self.seed_generator,
+        )
+
+    def compute_mask(self, inputs, mask=None):
+        return mask
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "hard": self.hard,
+                "estimator": self.estimator,
+                "axis": self.axis,
+                "inference": self.inference,
+            }
+        )
+        return config

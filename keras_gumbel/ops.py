@@ -1,0 +1,385 @@
+"""Backend-agnostic Gumbel-Softmax math on `keras.ops`.
+
+All functions take logits (unnormalised log-probabilities) of a floating-point
+dtype and compute in float32 at least (float64 stays float64); results come back
+in the dtype of `logits`. Functions that draw noise take `seed` as None (fresh
+noise on every call), an int (the same noise on every call) or a
+`keras.random.SeedGenerator` (a reproducible sequence).
+"""
+
+import math
+
+import keras
+import numpy as np
+from keras import ops
+
+from keras_gumbel import _checks, estimators, random
+
+__all__ = [
+    "sample_gumbel",
+    "gumbel_softmax",
+    "relaxed_one_hot_log_prob",
+    "exp_relaxed_one_hot_log_prob",
+    "categorical_kl_uniform",
+    "argmax_one_hot",
+    "tempered_softmax",
+]
+
+
+def working_dtype(dtype):
+    """float64 stays float64; every other float computes in float32."""
+    return (
+        "float64" if keras.backend.standardize_dtype(dtype) == "float64" else "float32"
+    )
+
+
+def prepare_mask(mask, logits, axis):
+    """Broadcasts a category mask to `logits`.
+
+    A mask of the rank of `logits` marks categories. A mask of one rank less is a
+    Keras timestep/padding mask (e.g. from `Embedding(mask_zero=True)` upstream of
+    a `[batch, time, categories]` tensor): it is expanded along `axis`, so a masked
+    row has no allowed category and comes out all zeros.
+    """
+    if mask is None:
+        return None
+    mask = ops.convert_to_tensor(mask)
+    if keras.backend.standardize_dtype(mask.dtype) != "bool":
+        mask = ops.cast(mask, "bool")
+    rank = len(logits.shape)
+    if len(mask.shape) == rank - 1:
+        mask = ops.expand_dims(mask, axis)
+    elif len(mask.shape) != rank:
+        raise ValueError(
+            "Invalid value received for argument `mask`. Expected a boolean tensor "
+            f"of rank {rank} (one entry per category) or {rank - 1} (one entry per "
+            f"row). Received: mask.shape={tuple(mask.shape)} for "
+            f"logits.shape={tuple(logits.shape)}"
+        )
+    return ops.broadcast_to(mask, ops.shape(logits))
+
+
+def _to_last(tensor, axis, rank):
+    return tensor if axis == rank - 1 else ops.moveaxis(tensor, axis, -1)
+
+
+def _from_last(tensor, axis, rank):
+    return tensor if axis == rank - 1 else ops.moveaxis(tensor, -1, axis)
+
+
+def sample_gumbel(shape, dtype="float32", seed=None):
+    """Draws standard Gumbel noise `-log(-log(u))`.
+
+    The uniform draw lies in `[tiny, 1)` of float32 (float64 if asked), so the
+    noise is always finite; it is cast to `dtype` at the end.
+
+    Args:
+        shape: Shape of the noise tensor.
+        dtype: Floating-point dtype of the result.
+        seed: None, an int, or a `keras.random.SeedGenerator`.
+
+    Returns:
+        A tensor of shape `shape` and dtype `dtype`.
+
+    Example:
+
+    >>> import keras_gumbel as kg
+    >>> noise = kg.ops.sample_gumbel((2, 3), seed=0)
+    >>> tuple(noise.shape)
+    (2, 3)
+    """
+    return random.gumbel(shape, dtype, seed)
+
+
+def gumbel_softmax(
+    logits,
+    temperature=1.0,
+    *,
+    hard=False,
+    estimator=None,
+    axis=-1,
+    mask=None,
+    seed=None,
+):
+    """Draws a Gumbel-Softmax (Concrete) sample, relaxed or hard.
+
+    The relaxed sample is `softmax((logits + g) / temperature)` with standard
+    Gumbel noise `g` (Jang et al. 2017; Maddison et al. 2017). A hard sample is
+    `one_hot(argmax(logits + g))`, an exact draw from `Categorical(softmax(logits))`
+    (the Gumbel-Max trick); its gradient comes from `estimator`.
+
+    Low temperatures give nearly one-hot relaxed samples (low bias) with
+    high-variance gradients; high temperatures give smooth samples, low variance
+    and more bias.
+
+    Args:
+        logits: Floating-point tensor of unnormalised log-probabilities.
+            `-inf` marks an impossible category.
+        temperature: Positive float or scalar tensor.
+        hard: If True, return exact one-hot samples.
+        estimator: Gradient estimator, one of `keras_gumbel.ESTIMATORS`. None
+            means `"straight_through"` when `hard=True`, else `"gumbel_softmax"`.
+            Hard estimators always return one-hot samples.
+        axis: The category axis.
+        mask: Optional boolean tensor, broadcastable to `logits` (or one rank
+            less: a row mask). False marks categories that must never be chosen:
+            they get exactly 0 output and 0 gradient; a row with no allowed
+            category is all zeros.
+        seed: None, an int, or a `keras.random.SeedGenerator`.
+
+    Returns:
+        A tensor of the shape and dtype of `logits` that sums to 1 along `axis`
+        (0 for rows with no allowed category).
+
+    Example:
+
+    >>> import numpy as np
+    >>> import keras_gumbel as kg
+    >>> logits = np.log(np.array([[0.1, 0.6, 0.3]], dtype="float32"))
+    >>> sample = kg.ops.gumbel_softmax(logits, temperature=0.5, hard=True, seed=1)
+    >>> float(np.sum(sample))
+    1.0
+    """
+    temperature = _checks.check_temperature(temperature)
+    resolved = estimators.get(estimator, hard)
+    seed = _checks.check_seed(seed)
+
+    def sample(work_logits, work_mask, work_temperature):
+        return resolved.function(
+            work_logits, work_temperature, mask=work_mask, seed=seed
+        )
+
+    return on_category_axis(sample, logits, temperature, axis, mask)
+
+
+def on_category_axis(function, logits, temperature, axis, mask):
+    """Runs `function(logits, mask, temperature)` in the working dtype, axis last.
+
+    Validates `logits` and `axis`, casts to float32 (float64 stays), moves the
+    category axis last, broadcasts the mask, and undoes all of that on the result.
+    The layers build their inference modes on it.
+    """
+    logits = _checks.float_tensor(logits, "logits")
+    rank = len(logits.shape)
+    if rank == 0:
+        raise ValueError(
+            "Invalid value received for argument `logits`. Expected a tensor of rank "
+            "at least 1 (the category axis). Received: logits.shape=()"
+        )
+    axis = _checks.check_axis(axis, rank)
+    dtype = logits.dtype
+    work_dtype = working_dtype(dtype)
+    mask = prepare_mask(mask, logits, axis)
+    work_logits = _to_last(ops.cast(logits, work_dtype), axis, rank)
+    if mask is not None:
+        mask = _to_last(mask, axis, rank)
+    work_temperature = ops.cast(temperature, work_dtype)
+    result = function(work_logits, mask, work_temperature)
+    return ops.cast(_from_last(result, axis, rank), dtype)
+
+
+def argmax_one_hot(logits, *, axis=-1, mask=None):
+    """One-hot of the most likely allowed category: the deterministic mode.
+
+    Args:
+        logits: Floating-point tensor of logits.
+        axis: The category axis.
+        mask: Optional boolean tensor (see `gumbel_softmax`).
+
+    Returns:
+        Exact one-hot rows (all zeros where no category is allowed), in the dtype
+        of `logits`.
+
+    Example:
+
+    >>> import numpy as np
+    >>> import keras_gumbel as kg
+    >>> np.asarray(kg.ops.argmax_one_hot([[0.1, 2.0, -1.0]])).tolist()
+    [[0.0, 1.0, 0.0]]
+    """
+
+    def mode(work_logits, work_mask, _):
+        return estimators.one_hot_argmax(
+            estimators.masked_scores(work_logits, None, work_mask)
+        )
+
+    return on_category_axis(mode, logits, 1.0, axis, mask)
+
+
+def tempered_softmax(logits, temperature=1.0, *, axis=-1, mask=None):
+    """`softmax(logits / temperature)` with masks, never NaN or inf.
+
+    The noise-free counterpart of `gumbel_softmax`: masked categories are exactly
+    0, a row with no allowed category is all zeros, and huge logits or tiny
+    temperatures do not overflow.
+
+    Args:
+        logits: Floating-point tensor of logits.
+        temperature: Positive float or scalar tensor.
+        axis: The category axis.
+        mask: Optional boolean tensor (see `gumbel_softmax`).
+
+    Returns:
+        A tensor of the shape and dtype of `logits`.
+
+    Example:
+
+    >>> import numpy as np
+    >>> import keras_gumbel as kg
+    >>> y = kg.ops.tempered_softmax([[0.0, 0.0]], temperature=0.5)
+    >>> np.asarray(y).tolist()
+    [[0.5, 0.5]]
+    """
+    temperature = _checks.check_temperature(temperature)
+
+    def relax(work_logits, work_mask, work_temperature):
+        return estimators.tempered_softmax(
+            estimators.masked_scores(work_logits, None, work_mask), work_temperature
+        )
+
+    return on_category_axis(relax, logits, temperature, axis, mask)
+
+
+def _log_prob_inputs(values, logits, temperature, axis, name):
+    values = _checks.float_tensor(values, name)
+    logits = _checks.float_tensor(logits, "logits")
+    temperature = _checks.check_temperature(temperature)
+    rank = max(len(values.shape), len(logits.shape))
+    if rank == 0:
+        raise ValueError(
+            f"Invalid value received for argument `{name}`. Expected a tensor of "
+            f"rank at least 1 (the category axis). Received: {name}.shape=()"
+        )
+    axis = _checks.check_axis(axis, rank)
+    work_dtype = working_dtype(ops.result_type(values.dtype, logits.dtype))
+    values = ops.cast(values, work_dtype)
+    logits = ops.cast(logits, work_dtype)
+    temperature = ops.cast(temperature, work_dtype)
+    n = logits.shape[axis] if logits.shape[axis] is not None else values.shape[axis]
+    return values, logits, temperature, axis, n
+
+
+def _exp_concrete_log_density(log_sample, logits, temperature, axis, n):
+    # Maddison et al. (2017), appendix C: density of the ExpConcrete variable
+    # x = log y, written with a log-sum-exp so that no term overflows.
+    scaled = logits - temperature * log_sample
+    return (
+        math.lgamma(n)
+        + (n - 1) * ops.log(temperature)
+        + ops.sum(scaled, axis=axis)
+        - n * ops.logsumexp(scaled, axis=axis)
+    )
+
+
+def relaxed_one_hot_log_prob(sample, logits, temperature, axis=-1):
+    """Log-density of a relaxed one-hot (Concrete) sample.
+
+    Maddison et al. (2017), eq. 11, in log space:
+    `log p(y) = log((n-1)!) + (n-1) log tau + sum_k(logits_k - (tau+1) log y_k)
+    - n logsumexp_k(logits_k - tau log y_k)`. Agrees with
+    `tfp.distributions.RelaxedOneHotCategorical(temperature, logits).log_prob`.
+
+    At low temperature, coordinates of a float sample underflow to exactly 0 and
+    the density is then undefined (TFP returns NaN). Here such coordinates are
+    read as the smallest positive normal number of the dtype, which keeps the
+    result finite; for exact values at low temperature, keep samples in log space
+    and use `exp_relaxed_one_hot_log_prob`.
+
+    Args:
+        sample: Points on the simplex, `[..., n]` along `axis`.
+        logits: Logits of the distribution, broadcastable to `sample`.
+        temperature: Positive float or scalar tensor.
+        axis: The category axis.
+
+    Returns:
+        The log-density, with `axis` reduced, in the working dtype (float32, or
+        float64 for float64 inputs).
+
+    Example:
+
+    >>> import numpy as np
+    >>> import keras_gumbel as kg
+    >>> y = np.array([0.2, 0.3, 0.5], dtype="float32")
+    >>> logp = kg.ops.relaxed_one_hot_log_prob(y, np.zeros(3, "float32"), 1.0)
+    >>> bool(np.isfinite(logp))
+    True
+    """
+    sample, logits, temperature, axis, n = _log_prob_inputs(
+        sample, logits, temperature, axis, "sample"
+    )
+    log_sample = ops.log(ops.maximum(sample, _tiny(sample.dtype)))
+    # Change of variables y = exp(x): the Jacobian contributes -sum_k log y_k.
+    return _exp_concrete_log_density(
+        log_sample, logits, temperature, axis, n
+    ) - ops.sum(log_sample, axis=axis)
+
+
+def exp_relaxed_one_hot_log_prob(log_sample, logits, temperature, axis=-1):
+    """Log-density of a log-space relaxed one-hot (ExpConcrete) sample.
+
+    For `x = log y` with `y` a Concrete sample (Maddison et al. 2017, appendix C):
+    `log p(x) = log((n-1)!) + (n-1) log tau + sum_k(logits_k - tau x_k)
+    - n logsumexp_k(logits_k - tau x_k)`. Agrees with
+    `tfp.distributions.ExpRelaxedOneHotCategorical(temperature, logits).log_prob`
+    and stays finite at temperatures where the relaxed sample itself underflows.
+
+    Args:
+        log_sample: Log-space samples (`logsumexp` along `axis` is 0).
+        logits: Logits of the distribution, broadcastable to `log_sample`.
+        temperature: Positive float or scalar tensor.
+        axis: The category axis.
+
+    Returns:
+        The log-density, with `axis` reduced.
+
+    Example:
+
+    >>> import numpy as np
+    >>> import keras_gumbel as kg
+    >>> x = np.log(np.array([0.2, 0.3, 0.5], dtype="float32"))
+    >>> logp = kg.ops.exp_relaxed_one_hot_log_prob(x, np.zeros(3, "float32"), 1.0)
+    >>> bool(np.isfinite(logp))
+    True
+    """
+    log_sample, logits, temperature, axis, n = _log_prob_inputs(
+        log_sample, logits, temperature, axis, "log_sample"
+    )
+    return _exp_concrete_log_density(log_sample, logits, temperature, axis, n)
+
+
+def _tiny(dtype):
+    return float(np.finfo(keras.backend.standardize_dtype(dtype)).tiny)
+
+
+def categorical_kl_uniform(logits, axis=-1):
+    """KL divergence from `Categorical(softmax(logits))` to the uniform distribution.
+
+    `KL = sum_k p_k log p_k + log n`, the analytic KL term of a categorical VAE
+    with a uniform prior (Jang et al. 2017). Categories with `-inf` logits have
+    `p_k = 0` and contribute 0 (and 0 gradient), never NaN.
+
+    Args:
+        logits: Floating-point tensor of logits.
+        axis: The category axis.
+
+    Returns:
+        Non-negative KL per row, with `axis` reduced, in the working dtype.
+
+    Example:
+
+    >>> import numpy as np
+    >>> import keras_gumbel as kg
+    >>> float(kg.ops.categorical_kl_uniform(np.zeros(4, "float32")))
+    0.0
+    """
+    logits = _checks.float_tensor(logits, "logits")
+    rank = len(logits.shape)
+    axis = _checks.check_axis(axis, rank)
+    logits = ops.cast(logits, working_dtype(logits.dtype))
+    n = logits.shape[axis]
+    log_probs = ops.log_softmax(logits, axis=axis)
+    probs = ops.exp(log_probs)
+    # Where p = 0 the term p log p is 0; guard log p so the gradient is not 0 * inf.
+    safe_log_probs = ops.where(probs > 0, log_probs, ops.zeros_like(log_probs))
+    kl = ops.sum(probs * safe_log_probs, axis=axis) + math.log(n)
+    return ops.maximum(kl, ops.zeros_like(kl))
