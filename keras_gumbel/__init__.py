@@ -4,8 +4,14 @@ The Gumbel-Softmax (Concrete) relaxation, straight-through and stronger gradient
 estimators, temperature annealing, and selection layers.
 """
 
-from keras_gumbel import estimators, ops, random
-from keras_gumbel.layers import AnnealableLayer, GumbelSoftmax
+from keras_gumbel import callbacks, estimators, export, ops, random, schedules
+from keras_gumbel.callbacks import TemperatureAnnealing
+from keras_gumbel.layers import (
+    AnnealableLayer,
+    ConcreteSelect,
+    GumbelSoftmax,
+    GumbelTopK,
+)
 
 __version__ = "0.1.0"
 
@@ -14,9 +20,15 @@ ESTIMATORS = estimators.names()
 __all__ = [
     "ESTIMATORS",
     "AnnealableLayer",
+    "ConcreteSelect",
     "GumbelSoftmax",
+    "GumbelTopK",
+    "TemperatureAnnealing",
+    "callbacks",
     "estimators",
+    "export",
     "ops",
     "random",
+    "schedules",
     "__version__",
 ]

@@ -18,6 +18,7 @@ from keras_gumbel import _checks, estimators, random
 __all__ = [
     "sample_gumbel",
     "gumbel_softmax",
+    "gumbel_top_k",
     "relaxed_one_hot_log_prob",
     "exp_relaxed_one_hot_log_prob",
     "categorical_kl_uniform",
@@ -117,9 +118,12 @@ def gumbel_softmax(
             `-inf` marks an impossible category.
         temperature: Positive float or scalar tensor.
         hard: If True, return exact one-hot samples.
-        estimator: Gradient estimator, one of `keras_gumbel.ESTIMATORS`. None
-            means `"straight_through"` when `hard=True`, else `"gumbel_softmax"`.
-            Hard estimators always return one-hot samples.
+        estimator: Gradient estimator, one of `keras_gumbel.ESTIMATORS`, or a
+            configured one such as `keras_gumbel.estimators.GumbelRao(draws=32)`.
+            None means `"straight_through"` when `hard=True`, else
+            `"gumbel_softmax"`. Hard estimators always return one-hot samples.
+            `"reinmax"` needs `temperature >= 1` (checked when the temperature
+            is a Python float).
         axis: The category axis.
         mask: Optional boolean tensor, broadcastable to `logits` (or one rank
             less: a row mask). False marks categories that must never be chosen:
@@ -141,7 +145,7 @@ def gumbel_softmax(
     1.0
     """
     temperature = _checks.check_temperature(temperature)
-    resolved = estimators.get(estimator, hard)
+    resolved = estimators.get(estimator, hard, temperature)
     seed = _checks.check_seed(seed)
 
     def sample(work_logits, work_mask, work_temperature):
@@ -251,23 +255,33 @@ def _log_prob_inputs(values, logits, temperature, axis, name):
             f"rank at least 1 (the category axis). Received: {name}.shape=()"
         )
     axis = _checks.check_axis(axis, rank)
-    work_dtype = working_dtype(ops.result_type(values.dtype, logits.dtype))
-    values = ops.cast(values, work_dtype)
-    logits = ops.cast(logits, work_dtype)
+    work_dtype = working_dtype(keras.backend.result_type(values.dtype, logits.dtype))
+    # Broadcasting aligns trailing axes, so pad the lower-rank argument with
+    # leading axes: `axis` then indexes the same category axis in both.
+    values = _with_rank(ops.cast(values, work_dtype), rank)
+    logits = _with_rank(ops.cast(logits, work_dtype), rank)
     temperature = ops.cast(temperature, work_dtype)
     n = logits.shape[axis] if logits.shape[axis] is not None else values.shape[axis]
     return values, logits, temperature, axis, n
 
 
+def _with_rank(tensor, rank):
+    for _ in range(rank - len(tensor.shape)):
+        tensor = ops.expand_dims(tensor, 0)
+    return tensor
+
+
 def _exp_concrete_log_density(log_sample, logits, temperature, axis, n):
     # Maddison et al. (2017), appendix C: density of the ExpConcrete variable
-    # x = log y, written with a log-sum-exp so that no term overflows.
+    # x = log y. `sum(scaled) - n * logsumexp(scaled)` is summed as a log-softmax:
+    # subtracting the log-sum-exp per category before summing avoids the
+    # cancellation of two sums of size n * |scaled|, which cost float32 several
+    # times TFP's error at n = 100.
     scaled = logits - temperature * log_sample
     return (
         math.lgamma(n)
         + (n - 1) * ops.log(temperature)
-        + ops.sum(scaled, axis=axis)
-        - n * ops.logsumexp(scaled, axis=axis)
+        + ops.sum(ops.log_softmax(scaled, axis=axis), axis=axis)
     )
 
 
@@ -383,3 +397,169 @@ def categorical_kl_uniform(logits, axis=-1):
     safe_log_probs = ops.where(probs > 0, log_probs, ops.zeros_like(log_probs))
     kl = ops.sum(probs * safe_log_probs, axis=axis) + math.log(n)
     return ops.maximum(kl, ops.zeros_like(kl))
+
+
+def top_k_hot(scores, k):
+    """k-hot of the `k` largest finite scores along the last axis.
+
+    Works on the last axis in the working dtype, like the estimators. Scores of
+    `-inf` (masked) are never chosen, so a row with fewer than `k` finite scores
+    has only those set; each element is exactly 0.0 or 1.0.
+    """
+    values, indices = ops.top_k(scores, k)
+    chosen = ops.cast(values > float("-inf"), scores.dtype)
+    hot = ops.one_hot(indices, ops.shape(scores)[-1], dtype=scores.dtype)
+    return ops.sum(hot * ops.expand_dims(chosen, -1), axis=-2)
+
+
+def _log_one_minus_softmax(scores, temperature):
+    """`log(1 - softmax(scores / temperature))`, accurate where the softmax is 1.
+
+    For every category but the row maximum the softmax is at most 1/2, so
+    `log1p(-a)` is accurate. For the maximum, `1 - a` cancels catastrophically;
+    there it is `logsumexp(others) - logsumexp(all)` of the scaled scores, exact
+    in floating point. Shifted scores are clamped at `-bound * temperature` (where
+    the softmax is exactly 0) before scaling, as in `tempered_softmax`, so that no
+    intermediate or gradient is infinite.
+
+    Returns the log and a boolean marking the row maximum whose softmax is exactly
+    1 (no other category has a non-zero softmax): its true log is below what the
+    dtype can resolve, and the caller removes that category instead.
+    """
+    row_max = ops.stop_gradient(ops.max(scores, axis=-1, keepdims=True))
+    row_max = ops.where(row_max > float("-inf"), row_max, ops.zeros_like(row_max))
+    bound = estimators._underflow_bound(scores.dtype) * temperature
+    shifted = ops.maximum(scores - row_max, -bound)
+    is_max = ops.cast(
+        ops.one_hot(estimators.argmax(scores), ops.shape(scores)[-1]), "bool"
+    )
+    others = ops.where(is_max, -bound, shifted)
+    saturated = is_max & ~ops.any(others > -bound, axis=-1, keepdims=True)
+    scaled = shifted / temperature
+    log_rest = ops.logsumexp(ops.where(is_max, -bound / temperature, scaled), axis=-1)
+    log_max_complement = ops.expand_dims(log_rest - ops.logsumexp(scaled, axis=-1), -1)
+    probs = estimators.tempered_softmax(scores, temperature)
+    # Keep the unused branch finite: `where` passes 0 * inf = NaN gradients.
+    log_complement = ops.log1p(-ops.where(is_max, ops.zeros_like(probs), probs))
+    return ops.where(is_max, log_max_complement, log_complement), saturated
+
+
+def relaxed_top_k(scores, k, temperature):
+    """Relaxed k-hot of `scores` along the last axis (Xie & Ermon 2019).
+
+    Works on the last axis in the working dtype, like the estimators. Round `j`
+    of `k` takes `a_j = softmax(alpha_j / temperature)` and updates
+    `alpha_{j+1} = alpha_j + log(1 - a_j)`; the result is `sum_j a_j`, which sums
+    to `min(k, number of finite scores)`: rounds beyond the number of allowed
+    categories add nothing. A category whose `a_j` is exactly 1 in floating point
+    is removed from later rounds, which is the limit of the update.
+    """
+    allowed = ops.sum(
+        ops.cast(scores > float("-inf"), scores.dtype), axis=-1, keepdims=True
+    )
+    alpha = scores
+    total = ops.zeros_like(scores)
+    for round_index in range(k):
+        probs = estimators.tempered_softmax(alpha, temperature)
+        active = ops.cast(allowed > round_index, scores.dtype)
+        total = total + probs * active
+        if round_index + 1 < k:
+            log_complement, saturated = _log_one_minus_softmax(alpha, temperature)
+            alpha = ops.where(
+                saturated,
+                ops.cast(float("-inf"), scores.dtype),
+                alpha + log_complement,
+            )
+    return total
+
+
+def check_k(k, n):
+    """Validates `k` against the number of categories `n` (None if not static)."""
+    return _checks.check_positive_int(k, "k", 1, n)
+
+
+def gumbel_top_k(
+    logits, k, temperature=1.0, *, hard=False, axis=-1, mask=None, seed=None
+):
+    """Draws a k-subset without replacement with Gumbel-top-k, relaxed or hard.
+
+    With standard Gumbel noise `g`, the `k` largest of `logits + g` are an exact
+    sample of `k` categories drawn one after another without replacement, each
+    with probability proportional to `exp(logits)` among those left (the
+    Gumbel-top-k trick; Kool et al. 2019, Vieira 2014). `hard=True` returns that
+    sample as a k-hot vector (every element exactly 0.0 or 1.0) with the
+    straight-through gradient of the relaxed sample drawn with the same noise.
+
+    The relaxed sample is the relaxed top-k of Xie & Ermon (2019) on the
+    perturbed logits `alpha_1 = logits + g`: `k` successive softmaxes
+    `a_j = softmax(alpha_j / temperature)` with
+    `alpha_{j+1} = alpha_j + log(1 - a_j)`, summed. It sums to `k` along `axis`
+    and tends to the hard sample as the temperature goes to 0. At moderate
+    temperatures a single element can exceed 1 (for two categories and
+    `k = 2`, every temperature above 0.5 does so), because the update only
+    shrinks a chosen category's weight by `1 - a_j`; use low temperatures (or
+    `hard=True`) when the output must stay in `[0, 1]`.
+
+    `log(1 - a_j)` is computed without cancellation where `a_j` is close to 1,
+    and a category whose `a_j` is exactly 1 in floating point leaves later
+    rounds, so outputs and gradients are finite at any temperature. Noise and
+    softmaxes are computed in float32 (float64 for float64 logits).
+
+    Args:
+        logits: Floating-point tensor of unnormalised log-probabilities.
+        k: Number of categories to choose, an integer in `[1, n]` where `n` is
+            the size of `axis`.
+        temperature: Positive float or scalar tensor.
+        hard: If True, return exact k-hot samples with the straight-through
+            gradient.
+        axis: The category axis.
+        mask: Optional boolean tensor, broadcastable to `logits` (or one rank
+            less: a row mask). False marks categories that are never chosen:
+            they get exactly 0 output and 0 gradient. A row with fewer than `k`
+            allowed categories chooses all of them (its relaxed sample sums to
+            their number); a row with none is all zeros.
+        seed: None, an int, or a `keras.random.SeedGenerator`.
+
+    Returns:
+        A tensor of the shape and dtype of `logits` that sums to
+        `min(k, allowed categories)` along `axis`.
+
+    Example:
+
+    >>> import numpy as np
+    >>> import keras_gumbel as kg
+    >>> logits = np.log(np.array([[0.1, 0.4, 0.2, 0.3]], dtype="float32"))
+    >>> subset = kg.ops.gumbel_top_k(logits, k=2, hard=True, seed=1)
+    >>> float(np.sum(subset)), sorted(set(np.asarray(subset).ravel().tolist()))
+    (2.0, [0.0, 1.0])
+    >>> relaxed = kg.ops.gumbel_top_k(logits, k=2, temperature=0.5, seed=1)
+    >>> round(float(np.sum(relaxed)), 4)
+    2.0
+
+    Reference:
+        - [Xie & Ermon, 2019. Reparameterizable Subset Sampling via Continuous
+          Relaxations](https://arxiv.org/abs/1901.10517)
+        - [Kool et al., 2019. Stochastic Beams and Where to Find Them: The
+          Gumbel-Top-k Trick for Sampling Sequences Without Replacement](
+          https://arxiv.org/abs/1903.06059)
+    """
+    k = _checks.check_positive_int(k, "k")
+    temperature = _checks.check_temperature(temperature)
+    if not isinstance(hard, bool):
+        raise TypeError(
+            "Invalid value received for argument `hard`. Expected a bool. "
+            f"Received: hard={hard!r}"
+        )
+    seed = _checks.check_seed(seed)
+
+    def sample(work_logits, work_mask, work_temperature):
+        check_k(k, work_logits.shape[-1])
+        scores = estimators.masked_scores(
+            work_logits, estimators.gumbel_noise(work_logits, seed), work_mask
+        )
+        soft = relaxed_top_k(scores, k, work_temperature)
+        if not hard:
+            return soft
+        return estimators.straight_through_value(top_k_hot(scores, k), soft)
+
+    return on_category_axis(sample, logits, temperature, axis, mask)

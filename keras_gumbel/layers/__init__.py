@@ -1,10 +1,14 @@
 """Keras layers of keras-gumbel, one per file."""
 
 from keras_gumbel.layers._base import AnnealableLayer, MinimumTemperature
+from keras_gumbel.layers.concrete_select import ConcreteSelect
 from keras_gumbel.layers.gumbel_softmax import GumbelSoftmax
+from keras_gumbel.layers.gumbel_top_k import GumbelTopK
 
 __all__ = [
     "AnnealableLayer",
+    "ConcreteSelect",
     "GumbelSoftmax",
+    "GumbelTopK",
     "MinimumTemperature",
 ]

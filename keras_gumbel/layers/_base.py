@@ -8,6 +8,8 @@ import keras
 
 from keras_gumbel import _checks
 
+_SEED_STATE_KEY = "seed_generator_state"
+
 
 @keras.saving.register_keras_serializable(package="keras_gumbel")
 class MinimumTemperature(keras.constraints.Constraint):
@@ -63,6 +65,20 @@ class AnnealableLayer(keras.layers.Layer):
             autocast=False,
             constraint=MinimumTemperature() if trainable_temperature else None,
         )
+
+    def save_own_variables(self, store):
+        super().save_own_variables(store)
+        # Keras saves a layer's weights but not its seed generators, so a reloaded
+        # layer would replay the samples it already drew; saving the state lets
+        # training resume with the samples the original would have drawn next.
+        store[_SEED_STATE_KEY] = self.seed_generator.state
+
+    def load_own_variables(self, store):
+        keys = [key for key in store.keys() if key != _SEED_STATE_KEY]
+        super().load_own_variables({key: store[key] for key in keys})
+        # Files written before the state was saved restart the sequence.
+        if _SEED_STATE_KEY in store:
+            self.seed_generator.state.assign(store[_SEED_STATE_KEY])
 
     def get_config(self):
         config = super().get_config()

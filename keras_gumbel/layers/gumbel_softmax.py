@@ -31,10 +31,13 @@ class GumbelSoftmax(AnnealableLayer):
     Args:
         temperature: Initial temperature, a positive float. Defaults to 1.0.
         hard: If True, training outputs are exact one-hot samples.
-        estimator: Gradient estimator, one of `keras_gumbel.ESTIMATORS`. None
-            means `"straight_through"` when `hard=True`, else `"gumbel_softmax"`.
-            Hard estimators (`"straight_through"`, `"reinmax"`, `"gumbel_rao"`,
-            `"gst"`) always give one-hot samples.
+        estimator: Gradient estimator, one of `keras_gumbel.ESTIMATORS`, or a
+            configured one such as `keras_gumbel.estimators.GumbelRao(draws=32)`.
+            None means `"straight_through"` when `hard=True`, else
+            `"gumbel_softmax"`. Hard estimators (`"straight_through"`,
+            `"reinmax"`, `"gumbel_rao"`, `"gst"`) always give one-hot samples.
+            `"reinmax"` needs a temperature >= 1; the initial temperature is
+            checked, an annealed one must be kept >= 1 by the schedule.
         axis: The category axis. Defaults to -1.
         inference: What the layer returns when `training=False`: `"argmax"`
             (default), `"softmax"` or `"sample"`.
@@ -95,9 +98,9 @@ class GumbelSoftmax(AnnealableLayer):
                 "Invalid value received for argument `hard`. Expected a bool. "
                 f"Received: hard={hard!r}"
             )
-        estimators.get(estimator, hard)
+        estimators.get(estimator, hard, temperature)
         self.hard = hard
-        self.estimator = estimator
+        self.estimator = estimators.deserialize(estimator)
         self.axis = _checks.check_axis(axis, None)
         self.inference = _checks.check_choice(inference, "inference", INFERENCE_MODES)
         self.supports_masking = True
@@ -142,7 +145,7 @@ class GumbelSoftmax(AnnealableLayer):
         config.update(
             {
                 "hard": self.hard,
-                "estimator": self.estimator,
+                "estimator": estimators.serialize(self.estimator),
                 "axis": self.axis,
                 "inference": self.inference,
             }

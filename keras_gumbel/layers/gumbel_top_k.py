@@ -1,0 +1,156 @@
+import keras
+
+from keras_gumbel import _checks, estimators, ops
+from keras_gumbel.layers._base import AnnealableLayer
+
+INFERENCE_MODES = ("argmax", "softmax", "sample")
+
+
+@keras.saving.register_keras_serializable(package="keras_gumbel")
+class GumbelTopK(AnnealableLayer):
+    """Draws k-subsets without replacement (Gumbel-top-k) from logits.
+
+    In training (`training=True`) every call draws fresh Gumbel noise `g` from the
+    layer's own `keras.random.SeedGenerator`. The relaxed output is the relaxed
+    top-k of Xie & Ermon (2019) on `logits + g`: `k` successive softmaxes at the
+    layer's temperature, each shrinking the weight of what the previous ones
+    took, summed; it sums to `k` along `axis`. With `hard=True` the output is the
+    k-hot of the `k` largest `logits + g`, an exact sample of `k` categories
+    without replacement, with the straight-through gradient of the relaxed
+    output. In inference the output depends on `inference`: `"argmax"` returns
+    the deterministic k-hot of the `k` largest logits, `"softmax"` the relaxed
+    top-k of the logits without noise, and `"sample"` a hard random sample.
+
+    The temperature is a scalar float32 variable, `layer.temperature`, annealed
+    by `keras_gumbel.TemperatureAnnealing`. Low temperatures make the relaxed
+    output nearly k-hot; at moderate temperatures a single element of the
+    relaxed output can exceed 1 (see `keras_gumbel.ops.gumbel_top_k`).
+
+    Noise and softmaxes are computed in float32 even under a `mixed_float16` or
+    `mixed_bfloat16` policy; the output has the layer's compute dtype and the
+    input's shape.
+
+    Args:
+        k: Number of categories to choose, a positive integer no larger than
+            the size of `axis`.
+        temperature: Initial temperature, a positive float. Defaults to 1.0.
+        hard: If True, training outputs are exact k-hot samples.
+        axis: The category axis. Defaults to -1.
+        inference: What the layer returns when `training=False`: `"argmax"`
+            (default), `"softmax"` or `"sample"`.
+        seed: Optional int. Makes the sequence of samples reproducible; every
+            call still draws new noise.
+        **kwargs: Base layer keyword arguments, such as `name` and `dtype`.
+
+    Call arguments:
+        inputs: Logits (unnormalised log-probabilities), any rank >= 1.
+        training: Python bool; whether to sample (True) or use the inference mode.
+        mask: Optional boolean mask, also propagated from an upstream layer.
+            With the rank of `inputs` it marks categories: False entries are
+            never chosen and get exactly 0 output and 0 gradient, and a row with
+            fewer than `k` allowed categories chooses all of them. With one rank
+            less it marks rows (e.g. padded timesteps), which come out all zeros.
+
+    Example:
+
+    >>> import numpy as np
+    >>> import keras_gumbel
+    >>> layer = keras_gumbel.GumbelTopK(k=2, hard=True, seed=0)
+    >>> logits = np.log(np.array([[0.5, 0.1, 0.3, 0.1]], dtype="float32"))
+    >>> subset = layer(logits, training=True)   # a random 2-hot row
+    >>> float(np.sum(subset))
+    2.0
+    >>> np.asarray(layer(logits)).tolist()       # inference: the 2 largest
+    [[1.0, 0.0, 1.0, 0.0]]
+
+    Reference:
+        - [Xie & Ermon, 2019. Reparameterizable Subset Sampling via Continuous
+          Relaxations](https://arxiv.org/abs/1901.10517)
+        - [Kool et al., 2019. Stochastic Beams and Where to Find Them: The
+          Gumbel-Top-k Trick for Sampling Sequences Without Replacement](
+          https://arxiv.org/abs/1903.06059)
+    """
+
+    def __init__(
+        self,
+        k,
+        temperature=1.0,
+        *,
+        hard=False,
+        axis=-1,
+        inference="argmax",
+        seed=None,
+        **kwargs,
+    ):
+        # The base config carries `trainable_temperature`; this layer keeps the
+        # temperature fixed (annealed from outside), so only False is accepted.
+        trainable_temperature = kwargs.pop("trainable_temperature", False)
+        if trainable_temperature is not False:
+            raise ValueError(
+                "Invalid value received for argument `trainable_temperature`. "
+                "GumbelTopK does not learn its temperature; anneal it with "
+                "`keras_gumbel.TemperatureAnnealing`. Received: "
+                f"trainable_temperature={trainable_temperature!r}"
+            )
+        super().__init__(temperature, seed=seed, **kwargs)
+        self.k = _checks.check_positive_int(k, "k")
+        if not isinstance(hard, bool):
+            raise TypeError(
+                "Invalid value received for argument `hard`. Expected a bool. "
+                f"Received: hard={hard!r}"
+            )
+        self.hard = hard
+        self.axis = _checks.check_axis(axis, None)
+        self.inference = _checks.check_choice(inference, "inference", INFERENCE_MODES)
+        self.supports_masking = True
+
+    def build(self, input_shape):
+        axis = _checks.check_axis(self.axis, len(input_shape))
+        ops.check_k(self.k, input_shape[axis])
+
+    def call(self, inputs, training=None, mask=None):
+        if training or self.inference == "sample":
+            return ops.gumbel_top_k(
+                inputs,
+                self.k,
+                self.temperature,
+                hard=self.hard or not training,
+                axis=self.axis,
+                mask=mask,
+                seed=self.seed_generator,
+            )
+        k = self.k
+        if self.inference == "argmax":
+
+            def mode(logits, category_mask, _):
+                return ops.top_k_hot(
+                    estimators.masked_scores(logits, None, category_mask), k
+                )
+
+            return ops.on_category_axis(mode, inputs, 1.0, self.axis, mask)
+
+        def relax(logits, category_mask, temperature):
+            return ops.relaxed_top_k(
+                estimators.masked_scores(logits, None, category_mask), k, temperature
+            )
+
+        return ops.on_category_axis(relax, inputs, self.temperature, self.axis, mask)
+
+    def compute_mask(self, inputs, mask=None):
+        return mask
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        config = super().get_config()
+        del config["trainable_temperature"]
+        config.update(
+            {
+                "k": self.k,
+                "hard": self.hard,
+                "axis": self.axis,
+                "inference": self.inference,
+            }
+        )
+        return config
