@@ -1,5 +1,7 @@
 """Shared test helpers: every layer test calls these rather than re-inventing them."""
 
+import json
+
 import keras
 import numpy as np
 
@@ -25,12 +27,18 @@ def assert_config_round_trip(layer):
     return clone
 
 
+def _as_json(config):
+    return json.loads(json.dumps(config))
+
+
 def assert_model_save_load(model, x, path, *, same_inference_output=True):
     """Saves `model` to a `.keras` file and loads it back; checks config, every
     variable (temperature included) and, by default, inference outputs."""
     model.save(path)
     loaded = keras.saving.load_model(path)
-    assert loaded.get_config() == model.get_config()
+    # Compared as JSON, the form they are saved in: a reloaded functional model
+    # reports its layers' build shapes as lists where the original has tuples.
+    assert _as_json(loaded.get_config()) == _as_json(model.get_config())
     for original, restored in zip(model.weights, loaded.weights, strict=True):
         np.testing.assert_array_equal(to_numpy(original), to_numpy(restored))
     if same_inference_output:
@@ -80,3 +88,77 @@ def gradient(function, x):
         function(x).backward()
         return x.grad.detach().cpu().numpy()
     raise NotImplementedError(name)
+
+
+def assert_exact_one_hot(y, axis=-1):
+    """Every element is exactly 0.0 or 1.0 and each row along `axis` has one 1.0."""
+    y = to_numpy(y).astype("float64")
+    assert np.all((y == 0.0) | (y == 1.0)), "hard sample has non-binary entries"
+    np.testing.assert_array_equal(np.sum(y, axis=axis), 1.0)
+
+
+def _sortable_keys(values):
+    """uint64 keys that sort like the float32 `values`, with the low bit free."""
+    values = np.asarray(values, dtype="float32") + np.float32(0.0)  # -0.0 -> 0.0
+    bits = values.view(np.uint32)
+    # Flip negative numbers entirely and set the sign bit of positive ones, so
+    # unsigned order is numeric order.
+    bits = np.where(bits >> 31 == 1, ~bits, bits | np.uint32(2**31))
+    return bits.astype(np.uint64) << np.uint64(1)
+
+
+def ks_2samp_columns(a, b):
+    """Two-sample Kolmogorov-Smirnov distance and p-value for every column.
+
+    `a` is `[n_a, ...]` and `b` is `[n_b, ...]`, float32 or narrower; column `j`
+    of `a` is compared with column `j` of `b`. The distance is the one
+    `scipy.stats.ks_2samp` computes (ties included: the empirical CDFs are
+    compared after the last copy of a tied value), from one pooled sort of all
+    columns instead of one scipy call per column. The p-value is scipy's
+    asymptotic one (`method="asymp"`):
+    `scipy.stats.kstwo.sf(D, round(n_a n_b / (n_a + n_b)))`.
+    """
+    from scipy import stats
+
+    for values in (a, b):
+        if np.asarray(values).dtype.itemsize > 4:
+            raise TypeError("ks_2samp_columns compares float32 samples")
+    n_a, n_b = np.shape(a)[0], np.shape(b)[0]
+    # The low bit of each key says which sample the value came from (a sorts
+    # before b among equal values, which the tie handling makes irrelevant).
+    keys = np.concatenate(
+        [
+            _sortable_keys(a).reshape(n_a, -1),
+            _sortable_keys(b).reshape(n_b, -1) | np.uint64(1),
+        ],
+        axis=0,
+    )
+    keys.sort(axis=0)
+    from_b = (keys & np.uint64(1)).astype(bool)
+    # n_a n_b (F_a - F_b), in exact integer arithmetic.
+    scaled_difference = np.cumsum(np.where(from_b, -n_a, n_b), axis=0)
+    values = keys >> np.uint64(1)
+    end_of_tie = np.ones(keys.shape, dtype=bool)
+    end_of_tie[:-1] = values[1:] != values[:-1]
+    distance = np.max(np.abs(scaled_difference) * end_of_tie, axis=0) / (n_a * n_b)
+    effective_n = np.round(n_a * n_b / (n_a + n_b))
+    return distance, stats.kstwo.sf(distance, effective_n)
+
+
+def chi_square_pvalue(samples, probabilities, axis=-1):
+    """Chi-square goodness-of-fit p-value of one-hot `samples` against
+    `probabilities` along `axis`. Categories of probability 0 must never occur
+    and are left out of the statistic (they would divide by zero)."""
+    from scipy import stats
+
+    counts = np.sum(
+        np.moveaxis(to_numpy(samples).astype("float64"), axis, -1).reshape(
+            -1, np.shape(probabilities)[-1]
+        ),
+        axis=0,
+    )
+    probabilities = np.asarray(probabilities, dtype="float64")
+    allowed = probabilities > 0
+    assert np.all(counts[~allowed] == 0), "a zero-probability category occurred"
+    expected = counts.sum() * probabilities[allowed] / probabilities[allowed].sum()
+    return stats.chisquare(counts[allowed], expected).pvalue

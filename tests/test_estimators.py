@@ -1,0 +1,664 @@
+"""Gradient estimators against exact answers computed independently in NumPy.
+
+Every statistical test draws a fixed-seed batch of N per-sample gradients in one
+call, and compares their mean with the expectation of the same estimator
+computed in float64 NumPy: by quadrature over the noise (binary variables), by
+enumeration over the sample (ReinMax and GST, whose gradient is a function of
+the sample alone), or by 10^7-sample Monte Carlo (4 categories). The tolerance
+is 4 sigma, sigma = sqrt(s^2 / N + s_ref^2 / N_ref), where s is the sample
+standard deviation of our per-sample gradients and s_ref that of the NumPy
+Monte Carlo (0 for quadrature and enumeration).
+"""
+
+import functools
+
+import keras
+import numpy as np
+import pytest
+from keras import ops
+from scipy import integrate, special, stats
+
+import keras_gumbel as kg
+from tests import testing
+
+ESTIMATORS = ("gumbel_softmax", "straight_through", "reinmax", "gumbel_rao", "gst")
+NEW_ESTIMATORS = ("reinmax", "gumbel_rao", "gst")
+TEMPERATURES = (0.5, 1.0, 2.0)
+SIGMAS = 4.0
+TARGET = 0.45
+
+# Binary problem: z ~ Bernoulli(sigmoid(theta)), as 2-category logits [theta, 0].
+THETAS = np.array([-1.0, 0.3, 2.0])
+BINARY_SAMPLES = 50_000  # per theta
+
+# 4-category problem.
+LOGITS_4 = np.array([0.5, -0.3, 1.2, -1.0])
+MATRIX_4 = np.array(
+    [
+        [0.3, -1.2, 0.5, 0.0],
+        [0.8, 0.1, -0.4, 1.1],
+        [-0.6, 0.2, 0.9, -0.3],
+        [0.4, -0.7, 0.0, -0.5],
+    ]
+)
+VECTOR_4 = np.array([0.2, -0.5, 0.1, 0.7])
+WEIGHTS_4 = np.array([0.5, -1.0, 1.5, 0.3])
+CATEGORICAL_SAMPLES = 100_000
+REFERENCE_SAMPLES = 10_000_000
+
+
+def supported(estimator, temperature):
+    return estimator != "reinmax" or temperature >= 1.0
+
+
+def estimator_cases():
+    return [
+        (estimator, temperature)
+        for estimator in ESTIMATORS
+        for temperature in TEMPERATURES
+        if supported(estimator, temperature)
+    ]
+
+
+# Estimators whose 4-category expectation needs the 10^7-sample NumPy Monte
+# Carlo are checked at two temperatures to keep the test time down; the others
+# are exact by enumeration and cheap at every temperature.
+MONTE_CARLO_TEMPERATURES = (0.5, 1.0)
+
+
+def categorical_cases():
+    return [
+        (estimator, temperature)
+        for estimator, temperature in estimator_cases()
+        if estimator in ("reinmax", "gst") or temperature in MONTE_CARLO_TEMPERATURES
+    ]
+
+
+# Losses, as (keras.ops loss of the sample, NumPy gradient of the loss). Binary
+# losses act on z = sample[..., 0]; 4-category losses on the whole sample.
+
+BINARY_LOSSES = {
+    "quadratic": (
+        lambda z: (z - TARGET) ** 2,
+        lambda z: 2.0 * (z - TARGET),
+    ),
+    "cubic": (
+        lambda z: ops.abs(z - TARGET) ** 3,
+        lambda z: 3.0 * np.abs(z - TARGET) * (z - TARGET),
+    ),
+}
+
+CATEGORICAL_LOSSES = {
+    "quadratic": (
+        lambda z: (
+            ops.sum(z * ops.matmul(z, MATRIX_4.T.astype("float32")), axis=-1)
+            + ops.sum(ops.multiply(z, VECTOR_4.astype("float32")), axis=-1)
+        ),
+        lambda z: z @ (MATRIX_4 + MATRIX_4.T) + VECTOR_4,
+        lambda z: np.sum(z * (z @ MATRIX_4.T), axis=-1) + z @ VECTOR_4,
+    ),
+    "exponential": (
+        lambda z: ops.exp(
+            ops.sum(ops.multiply(z, WEIGHTS_4.astype("float32")), axis=-1)
+        ),
+        lambda z: WEIGHTS_4 * np.exp(z @ WEIGHTS_4)[..., None],
+        lambda z: np.exp(z @ WEIGHTS_4),
+    ),
+}
+
+
+# Independent float64 NumPy implementations of each estimator's expectation.
+
+
+def softmax(x):
+    x = x - np.max(x, axis=-1, keepdims=True)
+    e = np.exp(x)
+    return e / np.sum(e, axis=-1, keepdims=True)
+
+
+def softmax_vjp(probs, upstream, scale=1.0):
+    """`J^T upstream` for the Jacobian `scale * (diag(p) - p p^T)` of a softmax."""
+    inner = np.sum(probs * upstream, axis=-1, keepdims=True)
+    return scale * probs * (upstream - inner)
+
+
+def reinmax_expectation(logits, temperature, loss_gradient):
+    """E over D ~ Cat(softmax(logits)) of ReinMax's gradient (Liu et al. 2023,
+    Algorithm 2), by enumeration of D."""
+    eye = np.eye(len(logits))
+    pi_0 = softmax(logits)
+    pi_tau = softmax(logits / temperature)
+    total = 0.0
+    for i in range(len(logits)):
+        g = loss_gradient(eye[i])
+        pi_1 = 0.5 * (eye[i] + pi_tau)
+        total = total + pi_0[i] * (
+            2.0 * softmax_vjp(pi_1, g) - 0.5 * softmax_vjp(pi_0, g)
+        )
+    return total
+
+
+def gst_expectation(logits, temperature, loss_gradient, gap=1.0):
+    """E over D of GST's gradient (Fan et al. 2022): the sampled logit raised to
+    the maximum, the others lowered to at most max - gap, then the tempered
+    softmax Jacobian; by enumeration of D."""
+    eye = np.eye(len(logits))
+    probs = softmax(logits)
+    top = np.max(logits)
+    total = 0.0
+    for i in range(len(logits)):
+        perturbed = np.minimum(logits, top - gap)
+        perturbed[i] = top
+        relaxed = softmax(perturbed / temperature)
+        total = total + probs[i] * softmax_vjp(
+            relaxed, loss_gradient(eye[i]), 1.0 / temperature
+        )
+    return total
+
+
+def exact_gradient(logits, loss):
+    """d/dlogits of E[f(D)] = sum_i softmax(logits)_i f(e_i), by enumeration."""
+    eye = np.eye(len(logits))
+    probs = softmax(logits)
+    return sum(loss(eye[i]) * probs[i] * (eye[i] - probs) for i in range(len(logits)))
+
+
+@functools.cache
+def binary_noise_expectation(theta, temperature, loss_name, relaxed):
+    """E over Gumbel noise of the straight-through (or relaxed) gradient with
+    respect to theta, for logits [theta, 0], by quadrature.
+
+    Only the difference L = G_0 - G_1 ~ Logistic(0, 1) matters: the relaxed
+    sample is y_0 = sigmoid((theta + L) / tau) and the hard one 1[theta + L > 0],
+    so the gradient is f'(z) y_0 (1 - y_0) / tau with z = y_0 (relaxed) or the
+    hard sample (straight-through, and Gumbel-Rao, whose mean is the same).
+    """
+    loss_gradient = BINARY_LOSSES[loss_name][1]
+
+    def integrand(noise):
+        y = special.expit((theta + noise) / temperature)
+        z = y if relaxed else float(theta + noise > 0)
+        density = np.exp(-abs(noise)) / (1.0 + np.exp(-abs(noise))) ** 2
+        return density * loss_gradient(z) * y * (1.0 - y) / temperature
+
+    pieces = [(-np.inf, -theta), (-theta, np.inf)]
+    return sum(
+        integrate.quad(integrand, low, high, epsabs=1e-13, epsrel=1e-11, limit=200)[0]
+        for low, high in pieces
+    )
+
+
+def binary_estimator_expectation(estimator, theta, temperature, loss_name):
+    if estimator in ("gumbel_softmax", "straight_through", "gumbel_rao"):
+        return binary_noise_expectation(
+            theta, temperature, loss_name, estimator == "gumbel_softmax"
+        )
+    loss_gradient = BINARY_LOSSES[loss_name][1]
+    logits = np.array([theta, 0.0])
+
+    def gradient(z):
+        return np.array([loss_gradient(z[0]), 0.0])
+
+    function = reinmax_expectation if estimator == "reinmax" else gst_expectation
+    return function(logits, temperature, gradient)[0]
+
+
+@functools.cache
+def categorical_noise_expectation(temperature):
+    """E over Gumbel noise of the relaxed and straight-through gradients for the
+    4-category problem, by 10^7-sample float64 Monte Carlo in chunks.
+
+    Returns {(loss_name, relaxed): (mean, standard error)}.
+    """
+    rng = np.random.default_rng(20240607)
+    chunk = 1_000_000
+    sums = {}
+    for _ in range(REFERENCE_SAMPLES // chunk):
+        scores = LOGITS_4 + rng.gumbel(size=(chunk, 4))
+        relaxed = softmax(scores / temperature)
+        hard = np.eye(4)[np.argmax(scores, axis=-1)]
+        for name, (_, loss_gradient, _) in CATEGORICAL_LOSSES.items():
+            for is_relaxed, z in ((True, relaxed), (False, hard)):
+                grads = softmax_vjp(relaxed, loss_gradient(z), 1.0 / temperature)
+                s, s2 = sums.get((name, is_relaxed), (0.0, 0.0))
+                sums[(name, is_relaxed)] = (
+                    s + grads.sum(axis=0),
+                    s2 + np.einsum("ij,ij->j", grads, grads),
+                )
+    result = {}
+    for key, (s, s2) in sums.items():
+        mean = s / REFERENCE_SAMPLES
+        variance = s2 / REFERENCE_SAMPLES - mean**2
+        result[key] = (mean, np.sqrt(variance / REFERENCE_SAMPLES))
+    return result
+
+
+def categorical_estimator_expectation(estimator, temperature, loss_name):
+    """(mean, standard error) of the estimator's gradient, 4-category problem."""
+    if estimator in ("gumbel_softmax", "straight_through", "gumbel_rao"):
+        relaxed = estimator == "gumbel_softmax"
+        return categorical_noise_expectation(temperature)[(loss_name, relaxed)]
+    loss_gradient = CATEGORICAL_LOSSES[loss_name][1]
+    function = reinmax_expectation if estimator == "reinmax" else gst_expectation
+    return function(LOGITS_4, temperature, loss_gradient), 0.0
+
+
+# Our per-sample gradients, one batched call each.
+
+
+def binary_gradients(estimator, temperature, loss_name, samples, seed):
+    """Per-sample d loss / d theta, shape [samples, len(THETAS)]."""
+    loss = BINARY_LOSSES[loss_name][0]
+    theta = np.tile(THETAS.astype("float32"), (samples, 1))
+
+    def total_loss(theta):
+        logits = ops.stack([theta, ops.zeros_like(theta)], axis=-1)
+        sample = kg.ops.gumbel_softmax(
+            logits, temperature, estimator=estimator, seed=seed
+        )
+        return ops.sum(loss(sample[..., 0]))
+
+    return testing.gradient(total_loss, theta).astype("float64")
+
+
+def categorical_gradients(estimator, temperature, loss_name, samples, seed):
+    """Per-sample d loss / d logits for the 4-category problem, [samples, 4]."""
+    loss = CATEGORICAL_LOSSES[loss_name][0]
+    logits = np.tile(LOGITS_4.astype("float32"), (samples, 1))
+
+    def total_loss(logits):
+        sample = kg.ops.gumbel_softmax(
+            logits, temperature, estimator=estimator, seed=seed
+        )
+        return ops.sum(loss(sample))
+
+    return testing.gradient(total_loss, logits).astype("float64")
+
+
+def assert_mean_matches(grads, expected, expected_error=0.0):
+    mean = grads.mean(axis=0)
+    sigma = np.sqrt(grads.var(axis=0, ddof=1) / len(grads) + expected_error**2)
+    assert np.all(np.abs(mean - expected) <= SIGMAS * sigma), (
+        f"mean={mean}, expected={expected}, sigma={sigma}"
+    )
+
+
+def test_estimator_names():
+    assert kg.ESTIMATORS == ESTIMATORS
+
+
+@pytest.mark.parametrize("estimator, temperature", estimator_cases())
+def test_bernoulli_mean_gradient(estimator, temperature):
+    # Issue 2: f(z) = (z - 0.45)^2, z ~ Bernoulli(sigmoid(theta)), theta in
+    # THETAS. N = 50,000 samples per theta; 4 sigma; reference by quadrature.
+    grads = binary_gradients(estimator, temperature, "quadratic", BINARY_SAMPLES, 1)
+    expected = [
+        binary_estimator_expectation(estimator, theta, temperature, "quadratic")
+        for theta in THETAS
+    ]
+    assert_mean_matches(grads, np.array(expected))
+
+
+@pytest.mark.parametrize("estimator, temperature", estimator_cases())
+def test_bernoulli_mean_gradient_non_quadratic(estimator, temperature):
+    # f(z) = |z - 0.45|^3; N = 50,000 per theta; 4 sigma; quadrature.
+    grads = binary_gradients(estimator, temperature, "cubic", BINARY_SAMPLES, 2)
+    expected = [
+        binary_estimator_expectation(estimator, theta, temperature, "cubic")
+        for theta in THETAS
+    ]
+    assert_mean_matches(grads, np.array(expected))
+
+
+@pytest.mark.parametrize("loss_name", sorted(CATEGORICAL_LOSSES))
+@pytest.mark.parametrize("estimator, temperature", categorical_cases())
+def test_categorical_mean_gradient(estimator, temperature, loss_name):
+    # 4 categories, a quadratic and an exponential loss of the one-hot sample.
+    # N = 100,000; reference: enumeration (ReinMax, GST) or 10^7-sample float64
+    # Monte Carlo (its standard error is included in sigma); 4 sigma.
+    grads = categorical_gradients(
+        estimator, temperature, loss_name, CATEGORICAL_SAMPLES, 3
+    )
+    expected, expected_error = categorical_estimator_expectation(
+        estimator, temperature, loss_name
+    )
+    assert_mean_matches(grads, expected, expected_error)
+
+
+def test_reinmax_exact_for_quadratic_loss_at_temperature_one():
+    # Liu et al. (2023): at temperature 1, ReinMax's expected gradient equals
+    # the true gradient of E[f(D)] when f is quadratic in the one-hot D.
+    # N = 100,000 (4 categories) and 50,000 per theta (binary); 4 sigma.
+    _, _, loss = CATEGORICAL_LOSSES["quadratic"]
+    grads = categorical_gradients("reinmax", 1.0, "quadratic", CATEGORICAL_SAMPLES, 4)
+    assert_mean_matches(grads, exact_gradient(LOGITS_4, loss))
+
+    grads = binary_gradients("reinmax", 1.0, "quadratic", BINARY_SAMPLES, 5)
+    expected = [
+        exact_gradient(np.array([theta, 0.0]), lambda z: (z[0] - TARGET) ** 2)[0]
+        for theta in THETAS
+    ]
+    assert_mean_matches(grads, np.array(expected))
+
+
+def variance_and_error(grads):
+    """Sample variance per component and its standard error, sqrt((m4 - s^4)/N)."""
+    centred = grads - grads.mean(axis=0)
+    variance = np.mean(centred**2, axis=0)
+    fourth = np.mean(centred**4, axis=0)
+    return variance, np.sqrt((fourth - variance**2) / len(grads))
+
+
+@pytest.mark.parametrize("temperature", [0.5, 1.0])
+@pytest.mark.parametrize("problem", ["binary", "categorical"])
+def test_gumbel_rao_same_mean_as_straight_through_and_no_larger_variance(
+    problem, temperature
+):
+    # Paulus et al. (2021): E[grad_GR] = E[grad_ST] and Var(grad_GR) <=
+    # Var(grad_ST) (Rao-Blackwell), decreasing in the number of draws K.
+    # N = 100,000 (4 categories) or 50,000 per theta (binary) independent
+    # per-sample gradients of each; 4 sigma on the mean
+    # difference and on the variance difference.
+    draw = binary_gradients if problem == "binary" else categorical_gradients
+    samples = BINARY_SAMPLES if problem == "binary" else CATEGORICAL_SAMPLES
+    straight = draw("straight_through", temperature, "quadratic", samples, 6)
+    rao = draw("gumbel_rao", temperature, "quadratic", samples, 7)
+    single = draw(
+        kg.estimators.GumbelRao(draws=1), temperature, "quadratic", samples, 8
+    )
+
+    mean_sigma = np.sqrt(
+        straight.var(axis=0, ddof=1) / samples + rao.var(axis=0, ddof=1) / samples
+    )
+    difference = np.abs(straight.mean(axis=0) - rao.mean(axis=0))
+    assert np.all(difference <= SIGMAS * mean_sigma)
+
+    var_straight, error_straight = variance_and_error(straight)
+    var_rao, error_rao = variance_and_error(rao)
+    var_single, error_single = variance_and_error(single)
+    assert np.all(
+        var_rao <= var_straight + SIGMAS * np.hypot(error_straight, error_rao)
+    )
+    # Ten distinct conditional draws lower the variance of a single draw by
+    # far more than the noise: draws are not reused.
+    assert np.all(var_rao < var_single - SIGMAS * np.hypot(error_single, error_rao))
+
+
+@pytest.mark.parametrize("estimator", NEW_ESTIMATORS)
+def test_forward_is_exact_categorical_sample(estimator):
+    # The forward value is an exact one-hot draw from Categorical(softmax(logits)):
+    # chi-square goodness of fit on N = 100,000 draws, rejected below p = 1e-4.
+    samples = 100_000
+    logits = np.tile(LOGITS_4.astype("float32"), (samples, 1))
+    temperature = 1.0 if estimator == "reinmax" else 0.5
+    y = testing.to_numpy(
+        kg.ops.gumbel_softmax(logits, temperature, estimator=estimator, seed=11)
+    )
+    assert set(np.unique(y)) <= {0.0, 1.0}
+    np.testing.assert_array_equal(y.sum(axis=-1), 1.0)
+    counts = y.sum(axis=0)
+    expected = samples * softmax(LOGITS_4)
+    assert stats.chisquare(counts, expected).pvalue > 1e-4
+
+
+def loss_weights(shape):
+    return np.arange(np.prod(shape), dtype="float32").reshape(shape) / 7.0
+
+
+def value_and_gradient(estimator, logits, temperature=1.0, **kwargs):
+    weights = loss_weights(logits.shape)
+    value = kg.ops.gumbel_softmax(logits, temperature, estimator=estimator, **kwargs)
+
+    def loss(x):
+        y = kg.ops.gumbel_softmax(x, temperature, estimator=estimator, **kwargs)
+        return ops.sum(ops.cast(y, "float32") * weights)
+
+    return testing.to_numpy(value), testing.gradient(loss, logits)
+
+
+@pytest.mark.parametrize(
+    "estimator", NEW_ESTIMATORS + (kg.estimators.GumbelRao(draws=3),)
+)
+def test_masks_extreme_logits_and_empty_rows(estimator):
+    logits = np.array(
+        [
+            [0.5, -0.3, 1.2, 0.1, -1.0],
+            [1e30, -1e30, 0.0, 3.0, 1e30],
+            [-np.inf, 0.2, -np.inf, 0.1, 0.4],
+            [2.0, 1.0, 0.0, -1.0, 5.0],
+            [1.0, 1.0, 1.0, 1.0, 1.0],
+        ],
+        dtype="float32",
+    )
+    mask = np.array(
+        [
+            [True, False, True, True, False],
+            [True, True, True, True, True],
+            [True, True, True, False, True],
+            [False, False, False, False, False],
+            [True, True, True, True, True],
+        ]
+    )
+    for seed in range(5):
+        y, grad = value_and_gradient(estimator, logits, mask=mask, seed=seed)
+        assert np.all(np.isfinite(y)) and np.all(np.isfinite(grad))
+        assert set(np.unique(y)) <= {0.0, 1.0}
+        np.testing.assert_array_equal(y.sum(axis=-1), [1.0, 1.0, 1.0, 0.0, 1.0])
+        impossible = ~mask | np.isneginf(logits)
+        assert np.all(y[impossible] == 0.0)
+        assert np.all(grad[~mask] == 0.0)
+        assert np.all(grad[np.isneginf(logits)] == 0.0)
+        np.testing.assert_array_equal(grad[3], 0.0)
+
+
+@pytest.mark.parametrize("estimator", NEW_ESTIMATORS)
+def test_axis(estimator):
+    # The category axis is moved last before the noise is drawn, so an int seed
+    # gives the same sample and the same gradient on any axis.
+    logits = np.random.default_rng(0).normal(size=(3, 6, 4)).astype("float32")
+    weights = loss_weights(logits.shape)
+    moved_logits = np.moveaxis(logits, -1, 1).copy()
+    moved_weights = np.moveaxis(weights, -1, 1)
+
+    def sample(x, axis):
+        return kg.ops.gumbel_softmax(x, 1.0, estimator=estimator, axis=axis, seed=5)
+
+    last = testing.to_numpy(sample(logits, -1))
+    moved = testing.to_numpy(sample(moved_logits, 1))
+    np.testing.assert_array_equal(np.moveaxis(moved, 1, -1), last)
+    np.testing.assert_array_equal(moved.sum(axis=1), 1.0)
+    grad_last = testing.gradient(lambda x: ops.sum(sample(x, -1) * weights), logits)
+    grad_moved = testing.gradient(
+        lambda x: ops.sum(sample(x, 1) * moved_weights), moved_logits
+    )
+    np.testing.assert_allclose(
+        np.moveaxis(grad_moved, 1, -1), grad_last, rtol=1e-6, atol=1e-7
+    )
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16", "float64"])
+@pytest.mark.parametrize("estimator", NEW_ESTIMATORS)
+def test_dtypes(estimator, dtype):
+    logits = keras.ops.cast(np.random.default_rng(1).normal(size=(8, 5)) * 3.0, dtype)
+    y = kg.ops.gumbel_softmax(logits, 1.0, estimator=estimator, seed=2)
+    assert keras.backend.standardize_dtype(y.dtype) == dtype
+    values = testing.to_numpy(ops.cast(y, "float32"))
+    assert set(np.unique(values)) <= {0.0, 1.0}
+    np.testing.assert_array_equal(values.sum(axis=-1), 1.0)
+
+    def loss(x):
+        sample = kg.ops.gumbel_softmax(x, 1.0, estimator=estimator, seed=2)
+        return ops.sum(ops.cast(sample, "float32") * loss_weights((8, 5)))
+
+    grad = testing.gradient(loss, logits)
+    assert np.all(np.isfinite(grad.astype("float32")))
+    assert np.any(grad.astype("float32") != 0.0)
+
+
+@pytest.mark.skipif(
+    keras.backend.backend() != "tensorflow", reason="tf.function(jit_compile=True)"
+)
+@pytest.mark.parametrize("estimator", NEW_ESTIMATORS + (kg.estimators.GST(gap=2.0),))
+def test_jit_compile_matches_eager(estimator):
+    import tensorflow as tf
+
+    logits = tf.constant(np.random.default_rng(2).normal(size=(16, 5)), tf.float32)
+    mask = tf.constant(np.random.default_rng(3).uniform(size=(16, 5)) > 0.2)
+    weights = tf.constant(loss_weights((16, 5)))
+
+    def value_and_grad(x, temperature):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = kg.ops.gumbel_softmax(
+                x, temperature, estimator=estimator, mask=mask, seed=9
+            )
+            loss = tf.reduce_sum(y * weights)
+        return y, tape.gradient(loss, x)
+
+    temperature = tf.constant(1.5)
+    eager = value_and_grad(logits, temperature)
+    compiled = tf.function(value_and_grad, jit_compile=True)(logits, temperature)
+    np.testing.assert_array_equal(compiled[0].numpy(), eager[0].numpy())
+    # XLA reassociates float32 sums of terms up to max(weights) ~ 11 in size,
+    # so gradients agree to a few float32 ulps of 11 (~1e-6 each).
+    np.testing.assert_allclose(
+        compiled[1].numpy(), eager[1].numpy(), rtol=1e-5, atol=1e-5
+    )
+    assert np.all(np.isfinite(compiled[1].numpy()))
+
+
+@pytest.mark.parametrize(
+    "estimator",
+    NEW_ESTIMATORS + (kg.estimators.GumbelRao(draws=4), kg.estimators.GST(gap=0.5)),
+)
+def test_layer(estimator):
+    layer = kg.GumbelSoftmax(temperature=1.0, estimator=estimator, seed=3)
+    logits = np.random.default_rng(4).normal(size=(6, 7, 5)).astype("float32")
+    mask = np.random.default_rng(5).uniform(size=(6, 7, 5)) > 0.3
+    y = testing.to_numpy(layer(logits, training=True, mask=mask))
+    assert set(np.unique(y)) <= {0.0, 1.0}
+    assert np.all(y[~mask] == 0.0)
+    np.testing.assert_array_equal(y.sum(axis=-1), mask.any(axis=-1))
+    clone = testing.assert_config_round_trip(layer)
+    assert clone.estimator == layer.estimator
+
+
+def test_configured_estimator_survives_model_save(tmp_path):
+    model = keras.Sequential(
+        [
+            keras.Input((4,)),
+            keras.layers.Dense(4),
+            kg.GumbelSoftmax(estimator=kg.estimators.GumbelRao(draws=32), seed=1),
+        ]
+    )
+    x = np.random.default_rng(6).normal(size=(3, 4)).astype("float32")
+    model.save(tmp_path / "model.keras")
+    loaded = keras.saving.load_model(tmp_path / "model.keras")
+    layer = loaded.layers[-1]
+    assert layer.estimator == kg.estimators.GumbelRao(draws=32)
+    assert layer.get_config() == model.layers[-1].get_config()
+    np.testing.assert_array_equal(
+        testing.to_numpy(loaded(x, training=False)),
+        testing.to_numpy(model(x, training=False)),
+    )
+    sample = testing.to_numpy(loaded(x, training=True))
+    np.testing.assert_array_equal(sample.sum(axis=-1), 1.0)
+
+
+def test_layers_train_with_jit_compile():
+    # A compiled train step runs every new estimator (one branch each, so one
+    # XLA compilation) and the gradient reaches the logits.
+    inputs = keras.Input((3,))
+    logits = keras.layers.Dense(4)(inputs)
+    branches = [
+        kg.GumbelSoftmax(estimator=estimator, seed=i)(logits)
+        for i, estimator in enumerate(NEW_ESTIMATORS)
+    ]
+    model = keras.Model(inputs, keras.layers.Average()(branches))
+    model.compile(optimizer="adam", loss="mse", jit_compile=True)
+    x = np.random.default_rng(7).normal(size=(32, 3)).astype("float32")
+    y = np.eye(4, dtype="float32")[np.arange(32) % 4]
+    before = [testing.to_numpy(w).copy() for w in model.trainable_weights]
+    history = model.fit(x, y, epochs=2, batch_size=16, verbose=0)
+    assert np.all(np.isfinite(history.history["loss"]))
+    after = [testing.to_numpy(w) for w in model.trainable_weights]
+    assert all(np.any(a != b) for a, b in zip(after, before, strict=True))
+
+
+def test_gumbel_rao_int_seed_reproducible_and_fresh_per_generator():
+    logits = np.random.default_rng(8).normal(size=(4, 6)).astype("float32")
+    first, grad_first = value_and_gradient("gumbel_rao", logits, seed=3)
+    second, grad_second = value_and_gradient("gumbel_rao", logits, seed=3)
+    np.testing.assert_array_equal(first, second)
+    np.testing.assert_array_equal(grad_first, grad_second)
+    generator = keras.random.SeedGenerator(3)
+    draws = [
+        testing.to_numpy(
+            kg.ops.gumbel_softmax(
+                np.zeros((64, 6), "float32"), estimator="gumbel_rao", seed=generator
+            )
+        )
+        for _ in range(2)
+    ]
+    assert np.any(draws[0] != draws[1])
+
+
+@pytest.mark.parametrize("make", [kg.ops.gumbel_softmax, "layer"])
+def test_bad_inputs(make):
+    logits = np.zeros((2, 3), "float32")
+
+    def build(**kwargs):
+        if make == "layer":
+            temperature = kwargs.pop("temperature", 1.0)
+            return kg.GumbelSoftmax(temperature, **kwargs)
+        return kg.ops.gumbel_softmax(logits, **kwargs)
+
+    with pytest.raises(ValueError, match=r"`estimator`.*Received: estimator='rein'"):
+        build(estimator="rein")
+    with pytest.raises(ValueError, match=r"`estimator`.*Received: estimator=3"):
+        build(estimator=3)
+    with pytest.raises(ValueError, match=r"`estimator`"):
+        build(estimator={"class_name": "Nope", "config": {}})
+    with pytest.raises(
+        ValueError, match=r"`temperature`.*'reinmax'.*>= 1.0.*temperature=0.5"
+    ):
+        build(estimator="reinmax", temperature=0.5)
+    # Supported temperatures pass.
+    build(estimator="reinmax", temperature=1.0)
+    build(estimator="gumbel_rao", temperature=0.1)
+    build(estimator="gst", temperature=0.1)
+
+
+@pytest.mark.parametrize(
+    "draws, error",
+    [(0, ValueError), (-3, ValueError), (2.5, TypeError), (True, TypeError)],
+)
+def test_bad_draws(draws, error):
+    with pytest.raises(error, match=rf"`draws`.*Received: draws={draws!r}"):
+        kg.estimators.GumbelRao(draws=draws)
+
+
+@pytest.mark.parametrize(
+    "gap, error",
+    [
+        (0.0, ValueError),
+        (-1.0, ValueError),
+        (float("nan"), ValueError),
+        ("1", TypeError),
+    ],
+)
+def test_bad_gap(gap, error):
+    with pytest.raises(error, match=r"`gap`.*Received: gap="):
+        kg.estimators.GST(gap=gap)
+
+
+def test_tensor_temperature_is_not_checked_in_python():
+    # A tensor temperature (e.g. an annealed layer variable) is only known when
+    # the graph runs, so ReinMax cannot reject it; it still gives a hard sample.
+    y = kg.ops.gumbel_softmax(
+        np.zeros((2, 3), "float32"),
+        keras.ops.convert_to_tensor(0.5),
+        estimator="reinmax",
+        seed=0,
+    )
+    np.testing.assert_array_equal(testing.to_numpy(y).sum(axis=-1), 1.0)

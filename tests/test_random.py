@@ -1,0 +1,159 @@
+"""Gumbel noise: `keras_gumbel.random` and `keras_gumbel.ops.sample_gumbel`."""
+
+import re
+
+import keras
+import numpy as np
+import pytest
+from scipy import stats
+from testing import backend, to_numpy
+
+import keras_gumbel as kg
+
+TF_ONLY = pytest.mark.skipif(
+    backend() != "tensorflow", reason="traces a tf.function with XLA"
+)
+EULER_GAMMA = 0.5772156649015329
+
+
+@pytest.mark.parametrize(
+    "dtype",
+    [
+        "float16",
+        "bfloat16",
+        "float32",
+        pytest.param(
+            "float64",
+            marks=pytest.mark.skipif(
+                keras.backend.backend() == "jax"
+                and not __import__("jax").config.jax_enable_x64,
+                reason="JAX makes float32 arrays when asked for float64 unless "
+                "jax_enable_x64 is set",
+            ),
+        ),
+    ],
+)
+def test_sample_gumbel_shape_dtype_and_finite(dtype):
+    noise = kg.ops.sample_gumbel((64, 3, 5), dtype=dtype, seed=1)
+    assert tuple(noise.shape) == (64, 3, 5)
+    assert keras.backend.standardize_dtype(noise.dtype) == dtype
+    assert np.all(np.isfinite(to_numpy(noise).astype("float64")))
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_low_precision_noise_is_float32_noise_rounded(dtype):
+    # Noise is computed in float32 and only cast at the end, so a float16 draw
+    # is the float32 draw of the same seed, rounded.
+    low = kg.ops.sample_gumbel((1000,), dtype=dtype, seed=4)
+    high = kg.ops.sample_gumbel((1000,), dtype="float32", seed=4)
+    np.testing.assert_array_equal(
+        to_numpy(low).astype("float32"),
+        to_numpy(keras.ops.cast(high, dtype)).astype("float32"),
+    )
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_sample_gumbel_is_standard_gumbel(dtype):
+    # 200,000 draws. One-sample KS test against the standard Gumbel CDF at
+    # alpha = 1e-3; mean (Euler's gamma) and variance (pi^2 / 6) within 4 sigma.
+    n = 200_000
+    noise = to_numpy(kg.ops.sample_gumbel((n,), dtype=dtype, seed=11))
+    assert stats.kstest(noise, stats.gumbel_r.cdf).pvalue > 1e-3
+    mean_sigma = np.pi / np.sqrt(6.0) / np.sqrt(n)
+    assert abs(noise.mean() - EULER_GAMMA) < 4 * mean_sigma
+    # Var of the sample variance: (mu4 - sigma^4) / n, with the Gumbel excess
+    # kurtosis 12 / 5: mu4 = (3 + 12 / 5) sigma^4.
+    variance = np.pi**2 / 6.0
+    variance_sigma = np.sqrt((3 + 12 / 5 - 1) * variance**2 / n)
+    assert abs(noise.var() - variance) < 4 * variance_sigma
+
+
+def test_uniform_lies_in_tiny_to_one():
+    # The uniform draw must avoid 0 and 1, or -log(-log(u)) is infinite.
+    u = to_numpy(kg.random.uniform((1_000_000,), seed=3))
+    assert u.min() >= np.finfo("float32").tiny
+    assert u.max() < 1.0
+    noise = to_numpy(kg.random.gumbel((1_000_000,), seed=3))
+    # The float32 noise range stated in `keras_gumbel.random`.
+    assert noise.min() >= -4.5 and noise.max() <= 16.7
+
+
+def test_exponential_noise_is_positive_with_unit_mean():
+    # 200,000 draws of Exponential(1): mean 1, sigma of the mean 1 / sqrt(n);
+    # tolerance 4 sigma.
+    n = 200_000
+    draw = to_numpy(kg.random.exponential((n,), seed=5))
+    assert np.all(np.isfinite(draw)) and draw.min() > 0.0
+    assert abs(draw.mean() - 1.0) < 4 / np.sqrt(n)
+
+
+def test_elements_of_one_draw_are_uncorrelated():
+    # Lag-1 correlation of 100,000 draws: sigma 1 / sqrt(n), tolerance 4 sigma.
+    n = 100_000
+    noise = to_numpy(kg.ops.sample_gumbel((n,), seed=8)).astype("float64")
+    correlation = np.corrcoef(noise[:-1], noise[1:])[0, 1]
+    assert abs(correlation) < 4 / np.sqrt(n)
+
+
+@pytest.mark.parametrize("seed", [0, 7, -3, 2**40 + 5])
+def test_int_seed_reproduces_the_draw(seed):
+    first = to_numpy(kg.ops.sample_gumbel((4, 6), seed=seed))
+    second = to_numpy(kg.ops.sample_gumbel((4, 6), seed=seed))
+    np.testing.assert_array_equal(first, second)
+    # Within one draw the numbers are not repeated.
+    assert len(np.unique(first)) == first.size
+
+
+def test_different_int_seeds_give_different_draws():
+    draws = [to_numpy(kg.ops.sample_gumbel((16,), seed=seed)) for seed in range(5)]
+    for i in range(5):
+        for j in range(i + 1, 5):
+            assert not np.array_equal(draws[i], draws[j])
+
+
+def test_seed_none_draws_fresh_noise_every_call():
+    first = to_numpy(kg.ops.sample_gumbel((16,)))
+    second = to_numpy(kg.ops.sample_gumbel((16,)))
+    assert not np.array_equal(first, second)
+
+
+def test_seed_generator_gives_a_reproducible_sequence():
+    generator_a = keras.random.SeedGenerator(42)
+    generator_b = keras.random.SeedGenerator(42)
+    sequence_a = [to_numpy(kg.ops.sample_gumbel((16,), seed=generator_a)) for _ in "ab"]
+    sequence_b = [to_numpy(kg.ops.sample_gumbel((16,), seed=generator_b)) for _ in "ab"]
+    for a, b in zip(sequence_a, sequence_b, strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(sequence_a[0], sequence_a[1])
+
+
+@TF_ONLY
+@pytest.mark.parametrize("jit_compile", [False, True])
+@pytest.mark.parametrize("use_generator", [False, True])
+def test_traced_function_draws_fresh_noise_every_call(jit_compile, use_generator):
+    # The blog-snippet bug: noise drawn once at trace time and baked into the
+    # graph. Every call of a compiled function must draw new noise.
+    import tensorflow as tf
+
+    generator = keras.random.SeedGenerator(1) if use_generator else None
+
+    @tf.function(jit_compile=jit_compile)
+    def draw():
+        return kg.ops.sample_gumbel((16,), seed=generator)
+
+    first, second = draw().numpy(), draw().numpy()
+    assert np.all(np.isfinite(first)) and np.all(np.isfinite(second))
+    assert not np.array_equal(first, second)
+
+
+@pytest.mark.parametrize("seed", [1.5, "0", True, [1, 2], np.float32(3.0)])
+def test_bad_seed_type_is_rejected(seed):
+    with pytest.raises(TypeError, match=re.escape(f"Received: seed={seed!r}")) as info:
+        kg.ops.sample_gumbel((2,), seed=seed)
+    assert "`seed`" in str(info.value)
+
+
+@pytest.mark.parametrize("dtype", ["int32", "bool"])
+def test_non_float_dtype_is_rejected(dtype):
+    with pytest.raises(TypeError, match=re.escape(f"Received: dtype={dtype}")):
+        kg.ops.sample_gumbel((2,), dtype=dtype)
