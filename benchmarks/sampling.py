@@ -1,0 +1,375 @@
+"""Times Gumbel-Softmax sampling side by side and prints a table of ratios.
+
+Every candidate draws one relaxed sample of a `[4096, 1024]` float32 logits
+tensor (`--shape`), forward only and forward + backward (the gradient of
+`sum(sample * weights)` with respect to the logits), in TensorFlow graph mode
+(`tf.function`) and with XLA (`tf.function(jit_compile=True)`):
+
+- `ours layer`: `keras_gumbel.GumbelSoftmax(training=True)`, relaxed; the
+  reference every ratio is taken against;
+- `ours layer hard`: the same layer with `hard=True` (straight-through);
+- `ours ops`: `keras_gumbel.ops.gumbel_softmax(logits, seed=None)`;
+- `tfp`: `tfp.distributions.RelaxedOneHotCategorical(t, logits).sample()`
+  (reparameterized);
+- `keras uniform`: the blog-post snippet,
+  `softmax((logits - log(-log(keras.random.uniform(...) + eps) + eps)) / t)`;
+- `torch` (if torch is installed): `torch.nn.functional.gumbel_softmax`, eager
+  (PyTorch has no graph/XLA mode here, so it appears in both columns);
+- `floor`: one uniform draw (the same Philox draw as ours,
+  `keras_gumbel.random.uniform`) plus one fused `tf.nn.softmax`: the least any
+  sampler must do.
+
+Candidates run round-robin (the order rotates every round) after a warm-up, so
+that load from other processes on a shared machine hits all of them alike; the
+table reports medians.
+
+Usage:
+    python benchmarks/sampling.py                 # full run, a few minutes
+    python benchmarks/sampling.py --quick         # smaller shape, fewer repeats
+    python benchmarks/sampling.py --repeats 50 --shape 4096,1024
+"""
+
+import argparse
+import os
+import platform
+import statistics
+import sys
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+# PyTorch's OpenMP workers spin after each op by default, which would steal the
+# cores from TensorFlow's threads running next in the round-robin.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+import keras_gumbel  # noqa: E402
+
+# Each candidate gets its own tf.function of the same Python step function;
+# TensorFlow warns about that as if it were retracing.
+tf.get_logger().setLevel("ERROR")
+
+TEMPERATURE = 0.5
+EPS = 1e-20  # the blog snippet's epsilon
+
+# The targets of issue 2, checked on the `ours layer` row.
+TARGET_VS_TFP = 0.8  # forward + backward
+TARGET_XLA_VS_GRAPH = 1.15
+TARGET_VS_FLOOR = 1.3
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(
+        description="Time Gumbel-Softmax samplers side by side (TensorFlow "
+        "graph mode and XLA) and print median times and ratios."
+    )
+    parser.add_argument(
+        "--shape",
+        default="4096,1024",
+        help="Logits shape, comma-separated; the last axis holds the categories. "
+        "Default: 4096,1024.",
+    )
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=30,
+        help="Timed runs per candidate and setting (median reported). Default: 30.",
+    )
+    parser.add_argument(
+        "--warmup",
+        type=int,
+        default=3,
+        help="Untimed runs per candidate before timing. Default: 3.",
+    )
+    parser.add_argument(
+        "--budget",
+        type=float,
+        default=30.0,
+        help="Seconds of timed runs after which a candidate stops (after at "
+        "least 3 runs). Default: 30.",
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="Smoke run: shape 512,256, 5 repeats, 1 warm-up.",
+    )
+    parser.add_argument(
+        "--no-torch",
+        action="store_true",
+        help="Leave out torch.nn.functional.gumbel_softmax even if installed.",
+    )
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.shape, args.repeats, args.warmup = "512,256", 5, 1
+    try:
+        args.shape = tuple(int(size) for size in args.shape.split(","))
+    except ValueError:
+        parser.error(f"--shape must be integers separated by commas: {args.shape}")
+    if len(args.shape) < 1 or min(args.shape) < 1:
+        parser.error(f"--shape must be positive integers: {args.shape}")
+    if args.repeats < 1 or args.warmup < 0:
+        parser.error("--repeats must be >= 1 and --warmup >= 0")
+    return args
+
+
+# Samplers: each maps float32 logits (category axis last) to a relaxed sample.
+
+
+def ours_layer(hard=False):
+    layer = keras_gumbel.GumbelSoftmax(TEMPERATURE, hard=hard, seed=0)
+    return lambda logits: layer(logits, training=True)
+
+
+def ours_ops(logits):
+    return keras_gumbel.ops.gumbel_softmax(logits, TEMPERATURE)
+
+
+def tfp_sampler():
+    import tensorflow_probability as tfp
+
+    def sample(logits):
+        distribution = tfp.distributions.RelaxedOneHotCategorical(
+            TEMPERATURE, logits=logits
+        )
+        return distribution.sample()
+
+    return sample
+
+
+def keras_uniform_sampler():
+    generator = keras.random.SeedGenerator(0)
+
+    def sample(logits):
+        uniform = keras.random.uniform(tf.shape(logits), seed=generator)
+        gumbel = -keras.ops.log(-keras.ops.log(uniform + EPS) + EPS)
+        return keras.ops.softmax((logits + gumbel) / TEMPERATURE, axis=-1)
+
+    return sample
+
+
+def floor_sampler():
+    generator = keras.random.SeedGenerator(0)
+
+    def sample(logits):
+        # The same Philox draw as ours (keras_gumbel.random.uniform), one
+        # fused softmax, and nothing else.
+        uniform = keras_gumbel.random.uniform(tf.shape(logits), seed=generator)
+        return tf.nn.softmax(logits + uniform)
+
+    return sample
+
+
+def tensorflow_candidates():
+    return {
+        "ours layer": ours_layer(),
+        "ours layer hard": ours_layer(hard=True),
+        "ours ops": ours_ops,
+        "tfp": tfp_sampler(),
+        "keras uniform": keras_uniform_sampler(),
+        "floor": floor_sampler(),
+    }
+
+
+def tensorflow_runner(sample, backward, jit_compile):
+    """A compiled function running one forward (+ backward) pass."""
+    if backward:
+
+        def step(logits, weights):
+            with tf.GradientTape() as tape:
+                tape.watch(logits)
+                loss = tf.reduce_sum(sample(logits) * weights)
+            return tape.gradient(loss, logits)
+
+    else:
+
+        def step(logits, weights):
+            return sample(logits)
+
+    return tf.function(step, jit_compile=jit_compile)
+
+
+def torch_runner(shape, backward):
+    try:
+        import torch
+    except ImportError:
+        return None
+    generator = np.random.default_rng(1)
+    logits = torch.tensor(generator.normal(size=shape).astype("float32"))
+    weights = torch.tensor(generator.normal(size=shape).astype("float32"))
+    if backward:
+        logits.requires_grad_(True)
+
+        def run():
+            sample = torch.nn.functional.gumbel_softmax(logits, tau=TEMPERATURE)
+            (grad,) = torch.autograd.grad((sample * weights).sum(), logits)
+            return grad
+
+    else:
+
+        def run():
+            with torch.no_grad():
+                return torch.nn.functional.gumbel_softmax(logits, tau=TEMPERATURE)
+
+    return run
+
+
+def settings():
+    for backward in (False, True):
+        for jit_compile in (False, True):
+            yield backward, jit_compile
+
+
+def setting_name(backward, jit_compile):
+    return ("fwd+bwd" if backward else "forward") + (" xla" if jit_compile else "")
+
+
+def build(shape, use_torch=True):
+    """All (candidate, setting) -> zero-argument callables."""
+    generator = np.random.default_rng(0)
+    logits = tf.constant(generator.normal(size=shape).astype("float32"))
+    weights = tf.constant(generator.normal(size=shape).astype("float32"))
+    runs = {}
+    for name, sample in tensorflow_candidates().items():
+        for backward, jit_compile in settings():
+            function = tensorflow_runner(sample, backward, jit_compile)
+            key = name, setting_name(backward, jit_compile)
+            runs[key] = lambda function=function: function(logits, weights)
+    for backward in (False, True) if use_torch else ():
+        run = torch_runner(shape, backward)
+        if run is not None:
+            for jit_compile in (False, True):
+                runs["torch", setting_name(backward, jit_compile)] = run
+    return runs
+
+
+def measure(runs, repeats, warmup, budget):
+    """Median seconds per run; candidates interleaved, order rotated each round."""
+    keys = list(runs)
+    for index, key in enumerate(keys):
+        print(
+            f"\rwarm-up {index + 1}/{len(keys)}: {key[0]} ({key[1]})".ljust(70),
+            end="",
+            file=sys.stderr,
+            flush=True,
+        )
+        for _ in range(warmup):
+            runs[key]()
+    times = {key: [] for key in keys}
+    for repeat in range(repeats):
+        print(
+            f"\rround {repeat + 1}/{repeats}".ljust(70),
+            end="",
+            file=sys.stderr,
+            flush=True,
+        )
+        shift = repeat % len(keys)
+        for key in keys[shift:] + keys[:shift]:
+            # A candidate that takes seconds per run (the default random
+            # generator under XLA) stops after 3 runs once it used its budget.
+            if len(times[key]) >= 3 and sum(times[key]) > budget:
+                continue
+            start = time.perf_counter()
+            result = runs[key]()
+            # On CPU TensorFlow and PyTorch return once the values are computed;
+            # touching the shape keeps the result alive until the clock stops.
+            _ = result.shape
+            times[key].append(time.perf_counter() - start)
+    print("\r".ljust(71), end="\r", file=sys.stderr, flush=True)
+    return {key: statistics.median(values) for key, values in times.items()}, {
+        key: len(values) for key, values in times.items()
+    }
+
+
+def versions():
+    parts = [
+        f"python {platform.python_version()}",
+        f"tensorflow {tf.__version__}",
+        f"keras {keras.__version__}",
+        f"keras-gumbel {keras_gumbel.__version__}",
+    ]
+    try:
+        import tensorflow_probability as tfp
+
+        parts.append(f"tensorflow-probability {tfp.__version__}")
+    except ImportError:
+        pass
+    try:
+        import torch
+
+        parts.append(f"torch {torch.__version__}")
+    except ImportError:
+        parts.append("torch not installed")
+    return ", ".join(parts)
+
+
+def report(medians, counts, args):
+    names = list(dict.fromkeys(name for name, _ in medians))
+    columns = [setting_name(b, j) for b, j in settings()]
+    reference = "ours layer"
+    print(
+        f"shape {args.shape} float32, temperature {TEMPERATURE}, "
+        f"median of {args.repeats} runs, {os.cpu_count()} CPU cores"
+    )
+    print(versions())
+    print()
+    print("Median time in ms (ratio to `ours layer` in the same column):")
+    width = max(len(name) for name in names) + 2
+    print("".ljust(width) + "".join(column.rjust(18) for column in columns))
+    for name in names:
+        cells = []
+        for column in columns:
+            if (name, column) not in medians:
+                cells.append("-".rjust(18))
+                continue
+            value = medians[name, column]
+            ratio = value / medians[reference, column]
+            short = "*" if counts[name, column] < args.repeats else " "
+            cells.append(f"{value * 1e3:8.2f}{short}({ratio:5.2f}x)".rjust(18))
+        print(name.ljust(width) + "".join(cells))
+    if any(count < args.repeats for count in counts.values()):
+        print(f"* fewer runs (at least 3): over the {args.budget:g} s budget")
+    print()
+    print("Targets (`ours layer`):")
+    checks = []
+    for column in ("fwd+bwd", "fwd+bwd xla"):
+        checks.append(
+            (
+                f"{column}: ours / tfp",
+                medians[reference, column] / medians["tfp", column],
+                TARGET_VS_TFP,
+            )
+        )
+    for pass_name in ("forward", "fwd+bwd"):
+        checks.append(
+            (
+                f"{pass_name}: ours xla / ours graph",
+                medians[reference, pass_name + " xla"] / medians[reference, pass_name],
+                TARGET_XLA_VS_GRAPH,
+            )
+        )
+    for column in columns:
+        checks.append(
+            (
+                f"{column}: ours / floor",
+                medians[reference, column] / medians["floor", column],
+                TARGET_VS_FLOOR,
+            )
+        )
+    for label, ratio, target in checks:
+        verdict = "met" if ratio <= target else "MISSED"
+        print(f"  {label:<34} {ratio:5.2f}  (target <= {target:4.2f})  {verdict}")
+    return all(ratio <= target for _, ratio, target in checks)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    runs = build(args.shape, use_torch=not args.no_torch)
+    medians, counts = measure(runs, args.repeats, args.warmup, args.budget)
+    report(medians, counts, args)
+
+
+if __name__ == "__main__":
+    main()
