@@ -156,6 +156,9 @@ def gumbel_softmax(
     return on_category_axis(sample, logits, temperature, axis, mask)
 
 
+_HALF_PRECISION_INF_LOGIT = 1e30
+
+
 def on_category_axis(function, logits, temperature, axis, mask):
     """Runs `function(logits, mask, temperature)` in the working dtype, axis last.
 
@@ -174,7 +177,13 @@ def on_category_axis(function, logits, temperature, axis, mask):
     dtype = logits.dtype
     work_dtype = working_dtype(dtype)
     mask = prepare_mask(mask, logits, axis)
-    work_logits = _to_last(ops.cast(logits, work_dtype), axis, rank)
+    work_logits = ops.cast(logits, work_dtype)
+    if keras.backend.standardize_dtype(dtype) in ("float16", "bfloat16"):
+        # Half precision overflows to +inf early (float16 above 65504, e.g. a
+        # float32 logit of 1e30 autocast by a mixed policy); read +inf as a huge
+        # finite logit so those categories win instead of turning rows into NaN.
+        work_logits = ops.minimum(work_logits, _HALF_PRECISION_INF_LOGIT)
+    work_logits = _to_last(work_logits, axis, rank)
     if mask is not None:
         mask = _to_last(mask, axis, rank)
     work_temperature = ops.cast(temperature, work_dtype)
@@ -370,7 +379,8 @@ def categorical_kl_uniform(logits, axis=-1):
 
     `KL = sum_k p_k log p_k + log n`, the analytic KL term of a categorical VAE
     with a uniform prior (Jang et al. 2017). Categories with `-inf` logits have
-    `p_k = 0` and contribute 0 (and 0 gradient), never NaN.
+    `p_k = 0` and contribute 0 (and 0 gradient), never NaN; a row with only
+    `-inf` logits has KL 0.
 
     Args:
         logits: Floating-point tensor of logits.
@@ -391,6 +401,10 @@ def categorical_kl_uniform(logits, axis=-1):
     axis = _checks.check_axis(axis, rank)
     logits = ops.cast(logits, working_dtype(logits.dtype))
     n = logits.shape[axis]
+    # A row whose logits are all -inf has no distribution; it is read as uniform
+    # (KL 0) rather than letting log_softmax turn it into NaN.
+    row_has_category = ops.max(logits, axis=axis, keepdims=True) > float("-inf")
+    logits = ops.where(row_has_category, logits, ops.zeros_like(logits))
     log_probs = ops.log_softmax(logits, axis=axis)
     probs = ops.exp(log_probs)
     # Where p = 0 the term p log p is 0; guard log p so the gradient is not 0 * inf.

@@ -345,6 +345,22 @@ def test_low_precision_policies(policy, kwargs):
     assert np.all(np.isfinite(grad.astype("float32")))
 
 
+@pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
+def test_logits_that_overflow_half_precision_win_instead_of_giving_nan(policy):
+    # A mixed policy autocasts float32 logits of 1e30 to float16 +inf; such a
+    # category is read as certain, and several of them share the row evenly.
+    keras.config.set_dtype_policy(policy)
+    logits = np.array([[1e30, 0.0, -1e30], [1e30, 1e30, 0.0]], dtype="float32")
+    for hard in (False, True):
+        layer = kg.GumbelSoftmax(0.5, hard=hard, inference="softmax", seed=0)
+        for training in (True, False):
+            values = to_numpy(layer(logits, training=training)).astype("float32")
+            assert np.all(np.isfinite(values))
+            np.testing.assert_array_equal(values.sum(-1), [1.0, 1.0])
+            assert values[0, 0] == 1.0
+            assert values[1, 2] == 0.0
+
+
 def test_explicit_float16_dtype_and_variable_temperature_stays_float32():
     layer = kg.GumbelSoftmax(0.5, dtype="float16", seed=0)
     sample = layer(random_logits(4, 3).astype("float16"), training=True)

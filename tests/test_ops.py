@@ -552,6 +552,15 @@ def test_categorical_kl_uniform_with_infinite_logits_and_its_gradient():
     np.testing.assert_allclose(grad, expected, rtol=1e-5, atol=1e-7)
 
 
+def test_categorical_kl_uniform_of_a_row_with_no_category_is_zero_not_nan():
+    logits = np.array([[-np.inf] * 3, [0.0, 1.0, 2.0]], dtype="float32")
+    kl = to_numpy(kg.ops.categorical_kl_uniform(logits))
+    assert kl[0] == 0.0
+    np.testing.assert_allclose(kl[1], numpy_kl_uniform(logits[1:])[0], rtol=1e-5)
+    grad = gradient(lambda v: ops.sum(kg.ops.categorical_kl_uniform(v)), logits)
+    np.testing.assert_array_equal(grad[0], 0.0)
+
+
 # Bad input.
 
 
