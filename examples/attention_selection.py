@@ -36,6 +36,7 @@ logging.getLogger("tensorflow").setLevel(logging.ERROR)
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
+from _cli import positive_float, positive_int, print_table  # noqa: E402
 from keras import ops  # noqa: E402
 
 import keras_gumbel as kg  # noqa: E402
@@ -244,30 +245,6 @@ def save_attention_maps(maps, data, args, out):
     figure.tight_layout()
     figure.savefig(out / "attention_maps.png", dpi=100)
     plt.close(figure)
-
-
-def print_table(rows, headers):
-    widths = [
-        max(len(str(r[i])) for r in rows + [headers]) for i in range(len(rows[0]))
-    ]
-    print(" | ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)))
-    print("-|-".join("-" * w for w in widths))
-    for row in rows:
-        print(" | ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)))
-
-
-def positive_int(text):
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text}")
-    return value
-
-
-def positive_float(text):
-    value = float(text)
-    if not math.isfinite(value) or value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text}")
-    return value
 
 
 def parse_args(argv):
