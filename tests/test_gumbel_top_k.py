@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 from scipy import special, stats
 from testing import (
+    FLOAT64,
     assert_config_round_trip,
     assert_mixed_precision,
     assert_model_save_load,
@@ -231,7 +232,14 @@ def test_any_axis_equals_moving_the_axis_last(axis):
         np.testing.assert_allclose(on_axis.sum(axis=axis), 2.0, atol=1e-5)
 
 
-@pytest.mark.parametrize("dtype", ["float16", "bfloat16", "float64"])
+@pytest.mark.parametrize(
+    "dtype",
+    [
+        "float16",
+        "bfloat16",
+        FLOAT64,
+    ],
+)
 def test_dtypes(dtype):
     logits = keras.ops.cast(np.log(np.tile(PROBS, (16, 1))), dtype)
     for hard in (False, True):

@@ -6,7 +6,7 @@ import keras
 import numpy as np
 import pytest
 from scipy import stats
-from testing import backend, to_numpy
+from testing import FLOAT64, backend, to_numpy
 
 import keras_gumbel as kg
 
@@ -22,15 +22,7 @@ EULER_GAMMA = 0.5772156649015329
         "float16",
         "bfloat16",
         "float32",
-        pytest.param(
-            "float64",
-            marks=pytest.mark.skipif(
-                keras.backend.backend() == "jax"
-                and not __import__("jax").config.jax_enable_x64,
-                reason="JAX makes float32 arrays when asked for float64 unless "
-                "jax_enable_x64 is set",
-            ),
-        ),
+        FLOAT64,
     ],
 )
 def test_sample_gumbel_shape_dtype_and_finite(dtype):

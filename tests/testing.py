@@ -4,6 +4,19 @@ import json
 
 import keras
 import numpy as np
+import pytest
+
+# The "float64" dtype parameter: JAX makes float32 arrays when asked for float64
+# unless x64 is enabled, so there the float64 case cannot be run.
+FLOAT64 = pytest.param(
+    "float64",
+    marks=pytest.mark.skipif(
+        keras.backend.backend() == "jax"
+        and not __import__("jax").config.jax_enable_x64,
+        reason="JAX makes float32 arrays when asked for float64 unless "
+        "jax_enable_x64 is set",
+    ),
+)
 
 
 def backend():
