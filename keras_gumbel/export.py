@@ -309,7 +309,10 @@ def to_tflite(model, input_signature=None, *, sample=False):
     from ai_edge_litert.interpreter import Interpreter
 
     runner = Interpreter(model_content=flatbuffer).get_signature_runner()
-    outputs = runner(inputs=x)   # {"output_0": ...}
+    # One keyword argument per input, named after the model's `keras.Input`,
+    # e.g. `runner(features=x)` for `keras.Input((4,), name="features")`.
+    (name,) = runner.get_input_details()
+    outputs = runner(**{name: x})   # {"output_0": ...}
     ```
     """
     _check_tensorflow("to_tflite")
