@@ -410,7 +410,9 @@ def categorical_kl_uniform(logits, axis=-1):
     # Where p = 0 the term p log p is 0; guard log p so the gradient is not 0 * inf.
     safe_log_probs = ops.where(probs > 0, log_probs, ops.zeros_like(log_probs))
     kl = ops.sum(probs * safe_log_probs, axis=axis) + math.log(n)
-    return ops.maximum(kl, ops.zeros_like(kl))
+    # Rounding can leave a tiny negative KL. `where`, not `ops.maximum`: the
+    # latter returns float32 for float64 tensors on the torch backend (Keras 3.15).
+    return ops.where(kl > 0, kl, ops.zeros_like(kl))
 
 
 def top_k_hot(scores, k):

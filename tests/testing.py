@@ -97,9 +97,11 @@ def gradient(function, x):
     if name == "torch":
         import torch
 
-        x = torch.tensor(np.asarray(x), requires_grad=True)
+        x = keras.ops.convert_to_tensor(x).detach().clone().requires_grad_(True)
         function(x).backward()
-        return x.grad.detach().cpu().numpy()
+        grad = x.grad.detach().cpu()
+        # NumPy has no bfloat16; widen like `to_numpy` callers expect.
+        return (grad.float() if grad.dtype == torch.bfloat16 else grad).numpy()
     raise NotImplementedError(name)
 
 
