@@ -71,6 +71,12 @@ def check_axis(axis, ndim, name="axis"):
     return axis % ndim if ndim is not None else axis
 
 
+def check_bool(value, name):
+    if not isinstance(value, bool):
+        raise TypeError(_invalid(name, "a bool", value))
+    return value
+
+
 def check_choice(value, name, choices):
     if value not in choices:
         raise ValueError(_invalid(name, f"one of {tuple(choices)}", value))

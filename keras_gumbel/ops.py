@@ -561,11 +561,7 @@ def gumbel_top_k(
     """
     k = _checks.check_positive_int(k, "k")
     temperature = _checks.check_temperature(temperature)
-    if not isinstance(hard, bool):
-        raise TypeError(
-            "Invalid value received for argument `hard`. Expected a bool. "
-            f"Received: hard={hard!r}"
-        )
+    _checks.check_bool(hard, "hard")
     seed = _checks.check_seed(seed)
 
     def sample(work_logits, work_mask, work_temperature):

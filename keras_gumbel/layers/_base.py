@@ -35,17 +35,23 @@ class AnnealableLayer(keras.layers.Layer):
     effect on the next step without retracing, and it is saved with the weights.
     """
 
+    # Subclasses whose temperature is only ever annealed from outside set this
+    # to False: they refuse `trainable_temperature` and leave it out of the config.
+    learns_temperature = True
+
     def __init__(
         self, temperature, *, trainable_temperature=False, seed=None, **kwargs
     ):
         super().__init__(**kwargs)
         temperature = _checks.check_temperature(temperature)
-        if not isinstance(trainable_temperature, bool):
-            raise TypeError(
+        if not self.learns_temperature and trainable_temperature is not False:
+            raise ValueError(
                 "Invalid value received for argument `trainable_temperature`. "
-                f"Expected a bool. Received: trainable_temperature="
-                f"{trainable_temperature!r}"
+                f"{type(self).__name__} does not learn its temperature; anneal it "
+                "with `keras_gumbel.TemperatureAnnealing`. Received: "
+                f"trainable_temperature={trainable_temperature!r}"
             )
+        _checks.check_bool(trainable_temperature, "trainable_temperature")
         self.initial_temperature = temperature
         self.trainable_temperature = trainable_temperature
         self.seed = _checks.check_seed(seed)
@@ -82,11 +88,7 @@ class AnnealableLayer(keras.layers.Layer):
 
     def get_config(self):
         config = super().get_config()
-        config.update(
-            {
-                "temperature": self.initial_temperature,
-                "trainable_temperature": self.trainable_temperature,
-                "seed": self.seed,
-            }
-        )
+        config.update({"temperature": self.initial_temperature, "seed": self.seed})
+        if self.learns_temperature:
+            config["trainable_temperature"] = self.trainable_temperature
         return config

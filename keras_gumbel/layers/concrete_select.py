@@ -80,6 +80,8 @@ class ConcreteSelect(AnnealableLayer):
           https://arxiv.org/abs/2102.09050)
     """
 
+    learns_temperature = False
+
     def __init__(
         self,
         units,
@@ -90,16 +92,6 @@ class ConcreteSelect(AnnealableLayer):
         seed=None,
         **kwargs,
     ):
-        # The base config carries `trainable_temperature`; the selector's
-        # temperature is annealed from outside, so only False is accepted.
-        trainable_temperature = kwargs.pop("trainable_temperature", False)
-        if trainable_temperature is not False:
-            raise ValueError(
-                "Invalid value received for argument `trainable_temperature`. "
-                "ConcreteSelect does not learn its temperature; anneal it with "
-                "`keras_gumbel.TemperatureAnnealing`. Received: "
-                f"trainable_temperature={trainable_temperature!r}"
-            )
         super().__init__(temperature, seed=seed, **kwargs)
         self.units = _checks.check_positive_int(units, "units")
         if isinstance(duplicate_penalty, bool) or not isinstance(
@@ -218,7 +210,6 @@ class ConcreteSelect(AnnealableLayer):
 
     def get_config(self):
         config = super().get_config()
-        del config["trainable_temperature"]
         config.update(
             {
                 "units": self.units,

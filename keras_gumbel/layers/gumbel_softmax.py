@@ -93,11 +93,7 @@ class GumbelSoftmax(AnnealableLayer):
             seed=seed,
             **kwargs,
         )
-        if not isinstance(hard, bool):
-            raise TypeError(
-                "Invalid value received for argument `hard`. Expected a bool. "
-                f"Received: hard={hard!r}"
-            )
+        _checks.check_bool(hard, "hard")
         estimators.get(estimator, hard, temperature)
         self.hard = hard
         self.estimator = estimators.deserialize(estimator)

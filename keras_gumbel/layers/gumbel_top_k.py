@@ -71,6 +71,8 @@ class GumbelTopK(AnnealableLayer):
           https://arxiv.org/abs/1903.06059)
     """
 
+    learns_temperature = False
+
     def __init__(
         self,
         k,
@@ -82,23 +84,9 @@ class GumbelTopK(AnnealableLayer):
         seed=None,
         **kwargs,
     ):
-        # The base config carries `trainable_temperature`; this layer keeps the
-        # temperature fixed (annealed from outside), so only False is accepted.
-        trainable_temperature = kwargs.pop("trainable_temperature", False)
-        if trainable_temperature is not False:
-            raise ValueError(
-                "Invalid value received for argument `trainable_temperature`. "
-                "GumbelTopK does not learn its temperature; anneal it with "
-                "`keras_gumbel.TemperatureAnnealing`. Received: "
-                f"trainable_temperature={trainable_temperature!r}"
-            )
         super().__init__(temperature, seed=seed, **kwargs)
         self.k = _checks.check_positive_int(k, "k")
-        if not isinstance(hard, bool):
-            raise TypeError(
-                "Invalid value received for argument `hard`. Expected a bool. "
-                f"Received: hard={hard!r}"
-            )
+        _checks.check_bool(hard, "hard")
         self.hard = hard
         self.axis = _checks.check_axis(axis, None)
         self.inference = _checks.check_choice(inference, "inference", INFERENCE_MODES)
@@ -144,7 +132,6 @@ class GumbelTopK(AnnealableLayer):
 
     def get_config(self):
         config = super().get_config()
-        del config["trainable_temperature"]
         config.update(
             {
                 "k": self.k,
