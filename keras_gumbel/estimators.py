@@ -215,6 +215,43 @@ def _row_max(scores):
     return ops.stop_gradient(row_max), valid
 
 
+def _relax(scores, temperature):
+    """`softmax(scores / temperature)` and the shifted, scaled scores it used.
+
+    The scores are shifted by their row maximum before scaling, so the scaled
+    scores lie in `[-inf, 0]` and neither huge scores nor tiny temperatures
+    overflow.
+    """
+    row_max, valid = _row_max(scores)
+    # In [-inf, 0]: -inf (or an overflow to it) gives an exact 0 below.
+    scaled = (scores - row_max) / temperature
+    unnormalised = ops.exp(scaled)
+    total = ops.sum(unnormalised, axis=-1, keepdims=True)
+    total = ops.where(valid, total, ops.ones_like(total))
+    return unnormalised / total, scaled
+
+
+def _relax_vjp(probs, scaled, temperature, upstream):
+    """Gradients of `_relax` with respect to the scores and the temperature."""
+    # Softmax Jacobian-vector product; exactly 0 wherever probs is 0 (masked,
+    # -inf or underflowed categories, empty rows).
+    inner = ops.sum(upstream * probs, axis=-1, keepdims=True)
+    d_scaled = probs * (upstream - inner)
+    # d scaled / d temperature = -scaled / temperature; scaled is clamped at
+    # -bound, where d_scaled is 0, so that 0 * inf never appears.
+    bound = _underflow_bound(scaled.dtype)
+    d_temperature = -ops.sum(d_scaled * ops.maximum(scaled, -bound))
+    return d_scaled / temperature, d_temperature / temperature
+
+
+def _upstream(args, upstream):
+    # Keras passes the output gradient positionally on some backends and as
+    # `upstream` on others.
+    if upstream is None:
+        (upstream,) = args
+    return upstream
+
+
 def tempered_softmax(scores, temperature):
     """`softmax(scores / temperature)` that never produces inf or NaN.
 
@@ -225,32 +262,17 @@ def tempered_softmax(scores, temperature):
     so it is exactly 0 wherever the output is 0 (masked categories included)
     and finite with respect to the temperature as well.
     """
-    bound = _underflow_bound(scores.dtype)
 
     # A hand-written gradient: the autodiff one of this graph takes about twice
     # as many passes over the tensor, and needs a clamp in the forward pass to
     # keep `0 * inf` out of the backward pass.
     @ops.custom_gradient
     def relax(scores, temperature):
-        row_max, valid = _row_max(scores)
-        # In [-inf, 0]: -inf (or an overflow to it) gives an exact 0 below.
-        scaled = (scores - row_max) / temperature
-        unnormalised = ops.exp(scaled)
-        total = ops.sum(unnormalised, axis=-1, keepdims=True)
-        total = ops.where(valid, total, ops.ones_like(total))
-        probs = unnormalised / total
+        probs, scaled = _relax(scores, temperature)
 
         def grad(*args, upstream=None):
-            if upstream is None:
-                (upstream,) = args
-            # Softmax Jacobian-vector product; exactly 0 wherever probs is 0
-            # (masked, -inf or underflowed categories, empty rows).
-            inner = ops.sum(upstream * probs, axis=-1, keepdims=True)
-            d_scaled = probs * (upstream - inner)
-            # d scaled / d temperature = -scaled / temperature; scaled is clamped
-            # at -bound, where d_scaled is 0, so that 0 * inf never appears.
-            d_temperature = -ops.sum(d_scaled * ops.maximum(scaled, -bound))
-            return d_scaled / temperature, d_temperature / temperature
+            upstream = _upstream(args, upstream)
+            return _relax_vjp(probs, scaled, temperature, upstream)
 
         return probs, grad
 
@@ -258,17 +280,27 @@ def tempered_softmax(scores, temperature):
     return relax(scores, temperature)
 
 
+def _argmax_portable(scores):
+    count = ops.shape(scores)[-1]
+    is_max = scores == ops.max(scores, axis=-1, keepdims=True)
+    positions = ops.arange(count, dtype="int32")
+    return ops.min(ops.where(is_max, positions, count), axis=-1)
+
+
 def argmax(scores):
     """Index of the row maximum along the last axis, the first one on ties.
 
     Not `ops.argmax`: on TensorFlow it masks the sign bit to handle negative
     zeros, and TFLite has no builtin op for that `BitwiseAnd`, so models using
-    it do not convert (`keras_gumbel.export.to_tflite`).
+    it do not convert (`keras_gumbel.export.to_tflite`). TensorFlow's own
+    `argmax` is one pass over the scores and converts to TFLite's `ARG_MAX`;
+    elsewhere the first maximum is found with `where` and `min`.
     """
-    count = ops.shape(scores)[-1]
-    is_max = scores == ops.max(scores, axis=-1, keepdims=True)
-    positions = ops.arange(count, dtype="int32")
-    return ops.min(ops.where(is_max, positions, count), axis=-1)
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        return tf.math.argmax(scores, axis=-1, output_type=tf.int32)
+    return _argmax_portable(scores)
 
 
 def one_hot_argmax(scores):
@@ -287,6 +319,29 @@ def straight_through_value(hard, soft):
     floating point, whereas `hard + soft - stop_gradient(soft)` is not.
     """
     return hard + (soft - ops.stop_gradient(soft))
+
+
+def straight_through_sample(scores, temperature):
+    """`one_hot_argmax(scores)` with the gradient of `tempered_softmax(scores, t)`.
+
+    The same values and gradients as `straight_through_value(one_hot_argmax(
+    scores), tempered_softmax(scores, temperature))`, but the relaxed sample is
+    computed in the backward pass only: a forward pass without gradients (a
+    sampling model, inference) makes no softmax at all, and one with gradients
+    saves the two passes of the `hard + (soft - stop_gradient(soft))` trick.
+    """
+
+    @ops.custom_gradient
+    def sample(scores, temperature):
+        def grad(*args, upstream=None):
+            upstream = _upstream(args, upstream)
+            probs, scaled = _relax(scores, temperature)
+            return _relax_vjp(probs, scaled, temperature, upstream)
+
+        return one_hot_argmax(scores), grad
+
+    temperature = ops.cast(ops.convert_to_tensor(temperature), scores.dtype)
+    return sample(scores, temperature)
 
 
 def gumbel_noise(logits, seed):
@@ -317,8 +372,7 @@ def straight_through(logits, temperature, *, mask, seed):
     noise `g`, as `torch.nn.functional.gumbel_softmax(hard=True)` does.
     """
     scores = masked_scores(logits, gumbel_noise(logits, seed), mask)
-    soft = tempered_softmax(scores, temperature)
-    return straight_through_value(one_hot_argmax(scores), soft)
+    return straight_through_sample(scores, temperature)
 
 
 def _allowed(scores):
