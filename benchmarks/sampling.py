@@ -25,10 +25,20 @@ Candidates run round-robin (the order rotates every round) after a warm-up, so
 that load from other processes on a shared machine hits all of them alike; the
 table reports medians.
 
+With `KERAS_BACKEND=jax` or `KERAS_BACKEND=torch` the script times the same
+sample on that backend instead (forward and forward + backward; JAX under
+`jax.jit`, PyTorch eagerly), against that backend's usual alternative
+(`jax.random.gumbel` + `jax.nn.softmax`, `torch.nn.functional.gumbel_softmax`),
+the `keras.random.uniform` snippet and the floor, plus the uniform draw alone:
+`keras_gumbel.random.uniform` against `keras.random.uniform` with the clamp to
+`[tiny, 1)` it needs. There the reference row is `ours ops`.
+
 Usage:
     python benchmarks/sampling.py                 # full run, a few minutes
     python benchmarks/sampling.py --quick         # smaller shape, fewer repeats
     python benchmarks/sampling.py --repeats 50 --shape 4096,1024
+    KERAS_BACKEND=jax python benchmarks/sampling.py
+    KERAS_BACKEND=torch python benchmarks/sampling.py
 """
 
 import argparse
@@ -280,6 +290,9 @@ def measure(runs, repeats, warmup, budget):
             result = runs[key]()
             # On CPU TensorFlow and PyTorch return once the values are computed;
             # touching the shape keeps the result alive until the clock stops.
+            # JAX dispatches asynchronously and must be waited for.
+            if hasattr(result, "block_until_ready"):
+                result.block_until_ready()
             _ = result.shape
             times[key].append(time.perf_counter() - start)
     print("\r".ljust(71), end="\r", file=sys.stderr, flush=True)
@@ -376,8 +389,148 @@ def report(medians, counts, args):
     return all(ratio <= target for _, ratio, target in checks)
 
 
+# JAX and PyTorch: the same sample on the backend Keras runs on.
+
+
+def backend_candidates(backend, shape):
+    """Samplers and draws for JAX or PyTorch: name -> function of the logits."""
+    ops = keras.ops
+
+    def ours_ops_sample(logits):
+        # An int seed: the same noise on every call, which costs the same to
+        # draw and keeps the JAX function pure.
+        return keras_gumbel.ops.gumbel_softmax(logits, TEMPERATURE, seed=0)
+
+    def ours_hard_sample(logits):
+        return keras_gumbel.ops.gumbel_softmax(logits, TEMPERATURE, hard=True, seed=0)
+
+    def keras_uniform_sample(logits):
+        uniform = keras.random.uniform(ops.shape(logits), seed=0)
+        gumbel = -ops.log(-ops.log(uniform + EPS) + EPS)
+        return ops.softmax((logits + gumbel) / TEMPERATURE, axis=-1)
+
+    def floor_sample(logits):
+        uniform = keras_gumbel.random.uniform(ops.shape(logits), seed=0)
+        return ops.softmax(logits + uniform, axis=-1)
+
+    def ours_draw(logits):
+        return keras_gumbel.random.uniform(ops.shape(logits), seed=0)
+
+    def keras_draw(logits):
+        tiny = float(np.finfo("float32").tiny)
+        return ops.maximum(keras.random.uniform(ops.shape(logits), seed=0), tiny)
+
+    samplers = {
+        "ours ops": ours_ops_sample,
+        "ours ops hard": ours_hard_sample,
+        "keras uniform": keras_uniform_sample,
+        "floor": floor_sample,
+    }
+    if backend == "jax":
+        import jax
+
+        key = jax.random.key(0)
+
+        def jax_sample(logits):
+            gumbel = jax.random.gumbel(key, logits.shape, logits.dtype)
+            return jax.nn.softmax((logits + gumbel) / TEMPERATURE, axis=-1)
+
+        samplers["jax.random.gumbel"] = jax_sample
+    else:
+        import torch
+
+        def torch_sample(logits):
+            return torch.nn.functional.gumbel_softmax(logits, tau=TEMPERATURE)
+
+        samplers["torch gumbel_softmax"] = torch_sample
+    draws = {"draw: ours": ours_draw, "draw: keras uniform": keras_draw}
+    return samplers, draws
+
+
+def backend_build(backend, shape):
+    """(candidate, column) -> zero-argument callables on JAX or PyTorch."""
+    generator = np.random.default_rng(0)
+    logits = keras.ops.convert_to_tensor(generator.normal(size=shape).astype("float32"))
+    weights = keras.ops.convert_to_tensor(
+        generator.normal(size=shape).astype("float32")
+    )
+    samplers, draws = backend_candidates(backend, shape)
+    runs = {}
+    if backend == "jax":
+        import jax
+
+        for name, sample in samplers.items():
+            forward = jax.jit(sample)
+            # The same vector-Jacobian product as on TensorFlow.
+            backward = jax.jit(lambda x, w, f=sample: jax.vjp(f, x)[1](w)[0])
+            runs[name, "forward"] = lambda f=forward: f(logits)
+            runs[name, "fwd+bwd"] = lambda f=backward: f(logits, weights)
+        for name, draw in draws.items():
+            compiled = jax.jit(draw)
+            runs[name, "forward"] = lambda f=compiled: f(logits)
+    else:
+        import torch
+
+        leaf = logits.detach().clone().requires_grad_(True)
+        for name, sample in samplers.items():
+
+            def forward(f=sample):
+                with torch.no_grad():
+                    return f(logits)
+
+            def backward(f=sample):
+                (grad,) = torch.autograd.grad(f(leaf), leaf, grad_outputs=weights)
+                return grad
+
+            runs[name, "forward"] = forward
+            runs[name, "fwd+bwd"] = backward
+        for name, draw in draws.items():
+            runs[name, "forward"] = lambda f=draw: f(logits)
+    return runs
+
+
+def backend_report(backend, medians, counts, args):
+    names = list(dict.fromkeys(name for name, _ in medians))
+    columns = ["forward", "fwd+bwd"]
+    print(
+        f"{backend}: shape {args.shape} float32, temperature {TEMPERATURE}, "
+        f"median of {args.repeats} runs, {os.cpu_count()} CPU cores"
+    )
+    import importlib
+
+    module = importlib.import_module(backend)
+    print(
+        f"python {platform.python_version()}, {backend} {module.__version__}, "
+        f"keras {keras.__version__}, keras-gumbel {keras_gumbel.__version__}"
+    )
+    print()
+    print("Median time in ms (ratio to `ours ops`; draws: to `draw: ours`):")
+    width = max(len(name) for name in names) + 2
+    print("".ljust(width) + "".join(column.rjust(18) for column in columns))
+    for name in names:
+        reference = "draw: ours" if name.startswith("draw:") else "ours ops"
+        cells = []
+        for column in columns:
+            if (name, column) not in medians:
+                cells.append("-".rjust(18))
+                continue
+            value = medians[name, column]
+            ratio = value / medians[reference, column]
+            short = "*" if counts[name, column] < args.repeats else " "
+            cells.append(f"{value * 1e3:8.2f}{short}({ratio:5.2f}x)".rjust(18))
+        print(name.ljust(width) + "".join(cells))
+    if any(count < args.repeats for count in counts.values()):
+        print(f"* fewer runs (at least 3): over the {args.budget:g} s budget")
+
+
 def main(argv=None):
     args = parse_args(argv)
+    backend = keras.backend.backend()
+    if backend != "tensorflow":
+        runs = backend_build(backend, args.shape)
+        medians, counts = measure(runs, args.repeats, args.warmup, args.budget)
+        backend_report(backend, medians, counts, args)
+        return
     runs = build(args.shape, use_torch=not args.no_torch)
     medians, counts = measure(runs, args.repeats, args.warmup, args.budget)
     report(medians, counts, args)

@@ -280,36 +280,35 @@ def tempered_softmax(scores, temperature):
     return relax(scores, temperature)
 
 
-def _argmax_portable(scores):
-    count = ops.shape(scores)[-1]
-    is_max = scores == ops.max(scores, axis=-1, keepdims=True)
-    positions = ops.arange(count, dtype="int32")
-    return ops.min(ops.where(is_max, positions, count), axis=-1)
-
-
 def argmax(scores):
     """Index of the row maximum along the last axis, the first one on ties.
 
-    Not `ops.argmax`: on TensorFlow it masks the sign bit to handle negative
-    zeros, and TFLite has no builtin op for that `BitwiseAnd`, so models using
-    it do not convert (`keras_gumbel.export.to_tflite`). TensorFlow's own
-    `argmax` is one pass over the scores and converts to TFLite's `ARG_MAX`;
-    elsewhere the first maximum is found with `where` and `min`.
+    On TensorFlow not `ops.argmax`, which masks the sign bit to handle negative
+    zeros: TFLite has no builtin op for that `BitwiseAnd`, so models using it do
+    not convert (`keras_gumbel.export.to_tflite`). TensorFlow's own `argmax` is
+    one pass over the scores and converts to TFLite's `ARG_MAX`.
     """
     if keras.backend.backend() == "tensorflow":
         import tensorflow as tf
 
         return tf.math.argmax(scores, axis=-1, output_type=tf.int32)
-    return _argmax_portable(scores)
+    return ops.argmax(scores, axis=-1)
 
 
 def one_hot_argmax(scores):
     """One-hot of the row argmax; all zeros for a row with no finite score."""
+    count = ops.shape(scores)[-1]
     valid = ops.max(scores, axis=-1) > float("-inf")
-    # Index -1 one-hot encodes to all zeros on every backend: one `where` on
-    # the indices instead of one on the whole one-hot tensor.
+    # Index -1 one-hot encodes to all zeros: one `where` on the indices instead
+    # of one on the whole one-hot tensor.
     index = ops.where(valid, argmax(scores), -1)
-    return ops.one_hot(index, ops.shape(scores)[-1], dtype=scores.dtype)
+    if keras.backend.backend() == "tensorflow":
+        # One fused kernel, and TFLite's ONE_HOT.
+        return ops.one_hot(index, count, dtype=scores.dtype)
+    # Keras's PyTorch one-hot builds an int64 tensor, then a `where` and a cast
+    # over it; a comparison with the positions is one pass (XLA fuses either).
+    positions = ops.arange(count, dtype="int32")
+    return ops.cast(ops.expand_dims(index, -1) == positions, scores.dtype)
 
 
 def straight_through_value(hard, soft):
