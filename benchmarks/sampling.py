@@ -323,20 +323,13 @@ def versions():
     return ", ".join(parts)
 
 
-def report(medians, counts, args):
+def print_table(medians, counts, args, columns, reference_of):
+    """Median ms per candidate and column, and the ratio to `reference_of(name)`."""
     names = list(dict.fromkeys(name for name, _ in medians))
-    columns = [setting_name(b, j) for b, j in settings()]
-    reference = "ours layer"
-    print(
-        f"shape {args.shape} float32, temperature {TEMPERATURE}, "
-        f"median of {args.repeats} runs, {os.cpu_count()} CPU cores"
-    )
-    print(versions())
-    print()
-    print("Median time in ms (ratio to `ours layer` in the same column):")
     width = max(len(name) for name in names) + 2
     print("".ljust(width) + "".join(column.rjust(18) for column in columns))
     for name in names:
+        reference = reference_of(name)
         cells = []
         for column in columns:
             if (name, column) not in medians:
@@ -349,6 +342,19 @@ def report(medians, counts, args):
         print(name.ljust(width) + "".join(cells))
     if any(count < args.repeats for count in counts.values()):
         print(f"* fewer runs (at least 3): over the {args.budget:g} s budget")
+
+
+def report(medians, counts, args):
+    columns = [setting_name(b, j) for b, j in settings()]
+    reference = "ours layer"
+    print(
+        f"shape {args.shape} float32, temperature {TEMPERATURE}, "
+        f"median of {args.repeats} runs, {os.cpu_count()} CPU cores"
+    )
+    print(versions())
+    print()
+    print("Median time in ms (ratio to `ours layer` in the same column):")
+    print_table(medians, counts, args, columns, lambda name: reference)
     print()
     print("Targets (`ours layer`):")
     checks = []
@@ -490,8 +496,6 @@ def backend_build(backend, shape):
 
 
 def backend_report(backend, medians, counts, args):
-    names = list(dict.fromkeys(name for name, _ in medians))
-    columns = ["forward", "fwd+bwd"]
     print(
         f"{backend}: shape {args.shape} float32, temperature {TEMPERATURE}, "
         f"median of {args.repeats} runs, {os.cpu_count()} CPU cores"
@@ -505,22 +509,13 @@ def backend_report(backend, medians, counts, args):
     )
     print()
     print("Median time in ms (ratio to `ours ops`; draws: to `draw: ours`):")
-    width = max(len(name) for name in names) + 2
-    print("".ljust(width) + "".join(column.rjust(18) for column in columns))
-    for name in names:
-        reference = "draw: ours" if name.startswith("draw:") else "ours ops"
-        cells = []
-        for column in columns:
-            if (name, column) not in medians:
-                cells.append("-".rjust(18))
-                continue
-            value = medians[name, column]
-            ratio = value / medians[reference, column]
-            short = "*" if counts[name, column] < args.repeats else " "
-            cells.append(f"{value * 1e3:8.2f}{short}({ratio:5.2f}x)".rjust(18))
-        print(name.ljust(width) + "".join(cells))
-    if any(count < args.repeats for count in counts.values()):
-        print(f"* fewer runs (at least 3): over the {args.budget:g} s budget")
+    print_table(
+        medians,
+        counts,
+        args,
+        ["forward", "fwd+bwd"],
+        lambda name: "draw: ours" if name.startswith("draw:") else "ours ops",
+    )
 
 
 def main(argv=None):
