@@ -237,11 +237,17 @@ def _relax_vjp(probs, scaled, temperature, upstream):
     # -inf or underflowed categories, empty rows).
     inner = ops.sum(upstream * probs, axis=-1, keepdims=True)
     d_scaled = probs * (upstream - inner)
+    d_scores = d_scaled / temperature
+    # TensorFlow and JAX drop a gradient nobody asks for from the compiled
+    # graph; PyTorch computes whatever the function returns, so a temperature
+    # that needs no gradient (not trainable) gets None instead of three passes.
+    if not getattr(temperature, "requires_grad", True):
+        return d_scores, None
     # d scaled / d temperature = -scaled / temperature; scaled is clamped at
     # -bound, where d_scaled is 0, so that 0 * inf never appears.
     bound = _underflow_bound(scaled.dtype)
     d_temperature = -ops.sum(d_scaled * ops.maximum(scaled, -bound))
-    return d_scaled / temperature, d_temperature / temperature
+    return d_scores, d_temperature / temperature
 
 
 def _upstream(args, upstream):
