@@ -236,7 +236,14 @@ def _relax_vjp(probs, scaled, temperature, upstream):
     # Softmax Jacobian-vector product; exactly 0 wherever probs is 0 (masked,
     # -inf or underflowed categories, empty rows).
     inner = ops.sum(upstream * probs, axis=-1, keepdims=True)
-    d_scaled = probs * (upstream - inner)
+    if keras.backend.backend() == "jax":
+        # XLA on CPU in jaxlib 0.10.2 miscompiles `probs * (upstream - inner)`
+        # under `jax.jit` when `upstream` is broadcast from a lower rank (as
+        # Gumbel-Rao's mean over draws makes it): gradients off by up to 4 at
+        # [10, 2000, 3, 2]. The expanded product compiles correctly.
+        d_scaled = probs * upstream - probs * inner
+    else:
+        d_scaled = probs * (upstream - inner)
     d_scores = d_scaled / temperature
     # TensorFlow and JAX drop a gradient nobody asks for from the compiled
     # graph; PyTorch computes whatever the function returns, so a temperature
@@ -460,7 +467,14 @@ def _conditional_gumbel_scores(scores, sample, exponentials):
     total = ops.sum(ops.exp(scores - row_max), axis=-1, keepdims=True)
     log_partition = row_max + ops.log(ops.where(valid, total, ops.ones_like(total)))
     log_exponentials = ops.log(exponentials)
-    chosen_log_exponential = ops.sum(sample * log_exponentials, axis=-1, keepdims=True)
+    # A `where`, not `sample * log_exponentials`: XLA on CPU (jaxlib 0.10.2)
+    # miscompiles `log_partition - sum(sample * log_exponentials)` once the
+    # draws make the batch large (wrong by up to 12 at [10, 2000, 3, 2]).
+    chosen_log_exponential = ops.sum(
+        ops.where(sample > 0, log_exponentials, ops.zeros_like(log_exponentials)),
+        axis=-1,
+        keepdims=True,
+    )
     top = log_partition - chosen_log_exponential
     others = -_log_add_exp(log_exponentials - safe, -top)
     perturbed = ops.where(sample > 0, top, others)
