@@ -13,6 +13,9 @@ import keras_gumbel as kg
 FEATURES = 20
 INFORMATIVE = np.array([3, 7, 11, 16])
 STEPS = 192  # 12 epochs of 16 batches
+# Four steps per compiled execution, for speed; Keras runs the PyTorch backend
+# one step at a time (it refuses `steps_per_execution > 1` there).
+STEPS_PER_EXECUTION = 1 if keras.backend.backend() == "torch" else 4
 
 
 def selection_problem(seed, scales=(1.0, 1.0, 1.0, 1.0)):
@@ -30,7 +33,20 @@ def train_selector(x, y, seed, **options):
     selector = kg.ConcreteSelect(4, seed=seed, **options)
     outputs = keras.layers.Dense(y.shape[1])(selector(inputs))
     model = keras.Model(inputs, outputs)
-    model.compile(keras.optimizers.Adam(0.05), "mse", steps_per_execution=4)
+    # Learning rate 0.2 while the selectors choose, 0.02 for the last quarter
+    # (temperature below 0.06, choices frozen) so the decoder settles. On the
+    # equal-scale problem, at a constant 0.05 two selectors ended on the same
+    # feature in 4 of 10 seeds on TensorFlow and on PyTorch; with this schedule
+    # in none of 10 on TensorFlow, JAX or PyTorch, every decoder reaching an
+    # MSE below 0.004.
+    learning_rate = keras.optimizers.schedules.PiecewiseConstantDecay(
+        [STEPS * 3 // 4], [0.2, 0.02]
+    )
+    model.compile(
+        keras.optimizers.Adam(learning_rate),
+        "mse",
+        steps_per_execution=STEPS_PER_EXECUTION,
+    )
     annealing = kg.TemperatureAnnealing(
         kg.schedules.GeometricDecay(start=10.0, end=0.01, steps=STEPS)
     )
@@ -42,10 +58,10 @@ def test_learns_the_informative_features():
     x, y = selection_problem(0)
     model, selector = train_selector(x, y, seed=0)
     np.testing.assert_array_equal(np.sort(selector.selected_indices()), INFORMATIVE)
-    # Annealed: the last update ran before the last execution of 4 steps.
+    # Annealed: the last update ran before the last execution of steps.
     np.testing.assert_allclose(
         float(to_numpy(selector.temperature)),
-        10.0 * 0.001 ** ((STEPS - 4) / STEPS),
+        10.0 * 0.001 ** ((STEPS - STEPS_PER_EXECUTION) / STEPS),
         rtol=1e-5,
     )
     # Inference uses exactly the selected features, so the decoder fits well.

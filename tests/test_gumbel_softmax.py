@@ -5,10 +5,11 @@ import math
 import keras
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from keras import ops
 from testing import (
+    JIT_COMPILE,
     assert_config_round_trip,
     assert_exact_one_hot,
     assert_mixed_precision,
@@ -17,13 +18,10 @@ from testing import (
     chi_square_pvalue,
     gradient,
     to_numpy,
+    variable_gradient,
 )
 
 import keras_gumbel as kg
-
-TF_ONLY = pytest.mark.skipif(
-    backend() != "tensorflow", reason="uses tf.GradientTape on layer variables"
-)
 
 LOGITS_5 = np.log(np.array([0.05, 0.4, 0.1, 0.3, 0.15], dtype="float32"))
 
@@ -72,7 +70,7 @@ def test_each_call_draws_fresh_noise_and_an_int_seed_reproduces_the_sequence():
     assert not np.array_equal(*unseeded)
 
 
-@pytest.mark.parametrize("jit_compile", [False, True])
+@pytest.mark.parametrize("jit_compile", [False, JIT_COMPILE])
 def test_compiled_model_draws_fresh_noise_every_step(jit_compile):
     # `predict` runs in inference mode; a model that samples at inference
     # ("sample") must still draw new noise in every compiled call.
@@ -388,20 +386,16 @@ def test_extreme_logits_and_tiny_temperature(hard):
         assert np.all(np.isfinite(grad))
 
 
-@TF_ONLY
 @pytest.mark.parametrize("hard", [False, True])
 def test_gradient_wrt_trainable_temperature_at_tiny_temperature(hard):
-    import tensorflow as tf
-
     layer = kg.GumbelSoftmax(1e-4, hard=hard, trainable_temperature=True, seed=0)
-    logits = tf.constant(random_logits(16, 6, scale=0.01))
-    weights = tf.constant(random_logits(16, 6, seed=1))
-    with tf.GradientTape() as tape:
-        sample = layer(logits, training=True)
-        loss = tf.reduce_sum(sample * weights)
-    (grad,) = tape.gradient(loss, [layer.temperature])
-    assert np.all(np.isfinite(sample.numpy()))
-    assert grad is not None and np.isfinite(grad.numpy())
+    logits = ops.convert_to_tensor(random_logits(16, 6, scale=0.01))
+    weights = ops.convert_to_tensor(random_logits(16, 6, seed=1))
+    assert np.all(np.isfinite(to_numpy(layer(logits, training=True))))
+    grad = variable_gradient(
+        lambda: ops.sum(layer(logits, training=True) * weights), layer.temperature
+    )
+    assert grad.shape == () and np.isfinite(grad)
 
 
 # Models, compilation and the temperature variable.
@@ -420,7 +414,7 @@ def sampler_model(layer, features=8, classes=5):
     return keras.Model(inputs, layer(keras.layers.Dense(classes)(inputs)))
 
 
-@pytest.mark.parametrize("jit_compile", [False, True])
+@pytest.mark.parametrize("jit_compile", [False, JIT_COMPILE])
 @pytest.mark.parametrize("hard", [False, True])
 def test_fit_decreases_the_loss(jit_compile, hard):
     keras.utils.set_random_seed(0)
@@ -446,7 +440,7 @@ class CountingGumbelSoftmax(kg.GumbelSoftmax):
         return super().call(inputs, training=training, mask=mask)
 
 
-@pytest.mark.parametrize("jit_compile", [False, True])
+@pytest.mark.parametrize("jit_compile", [False, JIT_COMPILE])
 def test_assigned_temperature_takes_effect_without_retracing(jit_compile):
     classes = 5
     layer = CountingGumbelSoftmax(1e3, inference="softmax", seed=0)
@@ -479,35 +473,52 @@ def test_assigned_temperature_takes_effect_without_retracing(jit_compile):
     loss_cold = model.train_on_batch(x, uniform)
     assert loss_hot < 1e-4
     assert loss_cold > 0.05
-    assert CountingGumbelSoftmax.traces == train_traces
-    assert train_traces > traces  # the train step was traced once, in between
     layer.temperature.assign(0.3)
     model.predict_on_batch(x)
-    assert CountingGumbelSoftmax.traces == train_traces
+    # Steps are traced once and then reused on TensorFlow (always a
+    # tf.function) and on JAX with jit_compile=True. On JAX with
+    # jit_compile=False and on PyTorch they run the Python code every time, so
+    # there is no trace to reuse and the counts say nothing.
+    if backend() == "tensorflow" or (jit_compile and backend() == "jax"):
+        assert train_traces > traces  # the train step was traced once, in between
+        assert CountingGumbelSoftmax.traces == train_traces
 
 
 def test_trainable_temperature_learns_and_stays_positive():
-    # The logits make category 1 nearly certain (probability 0.94) and the loss
-    # is the squared error to its one-hot, so sharper samples score better and
-    # gradient descent lowers the temperature. Adam's steps of about 0.5 would
+    # The loss is minus the purity sum(y^2) of the sample, which grows as the
+    # temperature falls for every noise draw (a tempered softmax's Renyi-2
+    # entropy increases with the temperature), so gradient descent lowers the
+    # temperature. (A squared error to the likeliest category's one-hot does
+    # not: softer samples hedge when another category wins, and its expected
+    # value is lowest near temperature 0.55.) Adam's steps of about 0.5 would
     # take it below zero within five steps; the constraint stops it at 0.01.
+    # With this loss it reached 0.01 on 10 of 10 seeds on TensorFlow, JAX and
+    # PyTorch.
     layer = kg.GumbelSoftmax(2.0, trainable_temperature=True, seed=0)
     inputs = keras.Input((5,))
     model = keras.Model(inputs, layer(inputs))
     assert any(w is layer.temperature for w in model.trainable_weights)
-    model.compile(optimizer=keras.optimizers.Adam(0.5), loss="mse")
+
+    def negative_purity(y_true, y_pred):
+        return -ops.sum(ops.square(y_pred), axis=-1)
+
+    model.compile(optimizer=keras.optimizers.Adam(0.5), loss=negative_purity)
     x = np.broadcast_to(10 * LOGITS_5, (256, 5)).copy()
     y = np.eye(5, dtype="float32")[np.full(256, np.argmax(LOGITS_5))]
     temperatures = []
-    record = keras.callbacks.LambdaCallback(
-        on_train_batch_end=lambda batch, logs: temperatures.append(
-            float(to_numpy(layer.temperature))
-        )
-    )
-    model.fit(x, y, batch_size=32, epochs=2, verbose=0, callbacks=[record])
+
+    class RecordTemperature(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            # Through `self.model`: on JAX the trainer holds the variables
+            # between steps and writes them back when a callback reads it.
+            (variable,) = (w for w in self.model.weights if w is layer.temperature)
+            temperatures.append(float(to_numpy(variable)))
+
+    model.fit(x, y, batch_size=32, epochs=2, verbose=0, callbacks=[RecordTemperature()])
     assert temperatures[0] < 2.0
     assert min(temperatures) >= np.float32(0.01)
     assert min(temperatures) == pytest.approx(0.01)
+    assert temperatures[-1] == min(temperatures)  # and stays there
     assert all(np.isfinite(temperatures))
 
 
@@ -632,8 +643,16 @@ def layer_cases(draw):
     return shape, axis, temperature, hard, inference, training, seed
 
 
-@settings(deadline=None, max_examples=30, derandomize=True)
+# Outside `jax.jit`, JAX compiles every primitive again for each new shape, about
+# 1 s per example on the 2-core CI machine, so it draws half the random examples;
+# the explicit ones keep both temperature extremes and rank 4 on every backend.
+PROPERTY_EXAMPLES = 15 if backend() == "jax" else 30
+
+
+@settings(deadline=None, max_examples=PROPERTY_EXAMPLES, derandomize=True)
 @given(layer_cases())
+@example(((2, 3, 1, 4), 1, 1e-3, True, "sample", True, 5))
+@example(((3, 5), -1, 1e3, False, "softmax", True, 6))
 def test_layer_outputs_are_finite_nonnegative_and_normalised(case):
     shape, axis, temperature, hard, inference, training, seed = case
     logits = random_logits(*shape, seed=seed, scale=10.0)

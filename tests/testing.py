@@ -6,15 +6,24 @@ import keras
 import numpy as np
 import pytest
 
-# The "float64" dtype parameter: JAX makes float32 arrays when asked for float64
-# unless x64 is enabled, so there the float64 case cannot be run.
-FLOAT64 = pytest.param(
-    "float64",
+# The "float64" and "int64" dtype parameters: JAX makes 32-bit arrays when asked
+# for 64-bit ones unless x64 is enabled, so on JAX these cases run with
+# `jax.enable_x64(True)` for the duration of the test (tests/conftest.py); the
+# `jax_x64` mark does nothing on the other backends.
+FLOAT64 = pytest.param("float64", marks=pytest.mark.jax_x64)
+INT64 = pytest.param("int64", marks=pytest.mark.jax_x64)
+
+
+# The `jit_compile=True` parameter of `Model.compile`: XLA on TensorFlow and
+# JAX. On PyTorch it means torch.compile (TorchDynamo + Inductor), which Keras
+# does not use by default (`fit` runs eagerly there) and which spends 20 s to
+# 2 min compiling each small test model on a CPU.
+JIT_COMPILE = pytest.param(
+    True,
     marks=pytest.mark.skipif(
-        keras.backend.backend() == "jax"
-        and not __import__("jax").config.jax_enable_x64,
-        reason="JAX makes float32 arrays when asked for float64 unless "
-        "jax_enable_x64 is set",
+        keras.backend.backend() == "torch",
+        reason="jit_compile=True is torch.compile on PyTorch: minutes of "
+        "compilation per model on CPU; fit runs eagerly there by default",
     ),
 )
 
@@ -102,6 +111,34 @@ def gradient(function, x):
         grad = x.grad.detach().cpu()
         # NumPy has no bfloat16; widen like `to_numpy` callers expect.
         return (grad.float() if grad.dtype == torch.bfloat16 else grad).numpy()
+    raise NotImplementedError(name)
+
+
+def variable_gradient(function, variable):
+    """Gradient of the scalar `function()` w.r.t. the Keras `variable` (e.g. a
+    layer's temperature), on any backend, as a NumPy value."""
+    name = backend()
+    if name == "tensorflow":
+        import tensorflow as tf
+
+        with tf.GradientTape() as tape:
+            value = function()
+        return np.asarray(tape.gradient(value, variable.value))
+    if name == "jax":
+        import jax
+
+        def stateless(value):
+            # JAX differentiates functions of arrays: the variable reads
+            # `value` inside the scope instead of its own state.
+            with keras.StatelessScope(state_mapping=[(variable, value)]):
+                return function()
+
+        return np.asarray(jax.grad(stateless)(variable.value))
+    if name == "torch":
+        parameter = variable.value
+        parameter.grad = None
+        function().backward()
+        return parameter.grad.detach().cpu().numpy()
     raise NotImplementedError(name)
 
 
