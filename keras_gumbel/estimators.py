@@ -216,7 +216,7 @@ def _row_max(scores):
 
 
 def _relax(scores, temperature):
-    """`softmax(scores / temperature)` and the shifted, scaled scores it used.
+    """`softmax(scores / temperature)`, and the row maximum it was shifted by.
 
     The scores are shifted by their row maximum before scaling, so the scaled
     scores lie in `[-inf, 0]` and neither huge scores nor tiny temperatures
@@ -224,14 +224,13 @@ def _relax(scores, temperature):
     """
     row_max, valid = _row_max(scores)
     # In [-inf, 0]: -inf (or an overflow to it) gives an exact 0 below.
-    scaled = (scores - row_max) / temperature
-    unnormalised = ops.exp(scaled)
+    unnormalised = ops.exp((scores - row_max) / temperature)
     total = ops.sum(unnormalised, axis=-1, keepdims=True)
     total = ops.where(valid, total, ops.ones_like(total))
-    return unnormalised / total, scaled
+    return unnormalised / total, row_max
 
 
-def _relax_vjp(probs, scaled, temperature, upstream):
+def _relax_vjp(probs, scores, row_max, temperature, upstream):
     """Gradients of `_relax` with respect to the scores and the temperature."""
     # Softmax Jacobian-vector product; exactly 0 wherever probs is 0 (masked,
     # -inf or underflowed categories, empty rows).
@@ -247,11 +246,16 @@ def _relax_vjp(probs, scaled, temperature, upstream):
     d_scores = d_scaled / temperature
     # TensorFlow and JAX drop a gradient nobody asks for from the compiled
     # graph; PyTorch computes whatever the function returns, so a temperature
-    # that needs no gradient (not trainable) gets None instead of three passes.
+    # that needs no gradient (not trainable) gets None instead of the passes.
     if not getattr(temperature, "requires_grad", True):
         return d_scores, None
-    # d scaled / d temperature = -scaled / temperature; scaled is clamped at
-    # -bound, where d_scaled is 0, so that 0 * inf never appears.
+    # d scaled / d temperature = -scaled / temperature. The scaled scores are
+    # recomputed here (the same operations, so the same values) rather than
+    # kept from the forward pass: keeping them costs TensorFlow a fresh
+    # buffer and about a tenth of a forward + backward step, for a gradient
+    # that is usually not asked for. They are clamped at -bound, where
+    # d_scaled is 0, so that 0 * inf never appears.
+    scaled = (scores - row_max) / temperature
     bound = _underflow_bound(scaled.dtype)
     d_temperature = -ops.sum(d_scaled * ops.maximum(scaled, -bound))
     return d_scores, d_temperature / temperature
@@ -281,11 +285,11 @@ def tempered_softmax(scores, temperature):
     # keep `0 * inf` out of the backward pass.
     @ops.custom_gradient
     def relax(scores, temperature):
-        probs, scaled = _relax(scores, temperature)
+        probs, row_max = _relax(scores, temperature)
 
         def grad(*args, upstream=None):
             upstream = _upstream(args, upstream)
-            return _relax_vjp(probs, scaled, temperature, upstream)
+            return _relax_vjp(probs, scores, row_max, temperature, upstream)
 
         return probs, grad
 
@@ -347,8 +351,8 @@ def straight_through_sample(scores, temperature):
     def sample(scores, temperature):
         def grad(*args, upstream=None):
             upstream = _upstream(args, upstream)
-            probs, scaled = _relax(scores, temperature)
-            return _relax_vjp(probs, scaled, temperature, upstream)
+            probs, row_max = _relax(scores, temperature)
+            return _relax_vjp(probs, scores, row_max, temperature, upstream)
 
         return one_hot_argmax(scores), grad
 
