@@ -72,6 +72,12 @@ class AnnealableLayer(keras.layers.Layer):
             constraint=MinimumTemperature() if trainable_temperature else None,
         )
 
+    def compute_output_shape(self, input_shape):
+        # A sample has the shape of its logits; ConcreteSelect, which mixes
+        # features into `units` outputs, overrides this. Keras's own
+        # `compute_mask` passes a mask on unchanged, as these layers want.
+        return input_shape
+
     def save_own_variables(self, store):
         super().save_own_variables(store)
         # Keras saves a layer's weights but not its seed generators, so a reloaded

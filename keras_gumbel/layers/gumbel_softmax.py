@@ -130,12 +130,6 @@ class GumbelSoftmax(AnnealableLayer):
             seed=self.seed_generator,
         )
 
-    def compute_mask(self, inputs, mask=None):
-        return mask
-
-    def compute_output_shape(self, input_shape):
-        return input_shape
-
     def get_config(self):
         config = super().get_config()
         config.update(

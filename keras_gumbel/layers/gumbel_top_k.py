@@ -124,12 +124,6 @@ class GumbelTopK(AnnealableLayer):
 
         return ops.on_category_axis(relax, inputs, self.temperature, self.axis, mask)
 
-    def compute_mask(self, inputs, mask=None):
-        return mask
-
-    def compute_output_shape(self, input_shape):
-        return input_shape
-
     def get_config(self):
         config = super().get_config()
         config.update(
