@@ -294,7 +294,42 @@ def tempered_softmax(scores, temperature):
         return probs, grad
 
     temperature = ops.cast(ops.convert_to_tensor(temperature), scores.dtype)
+    probs = _fused_tempered_softmax(scores, temperature)
+    if probs is not None:
+        return probs
     return relax(scores, temperature)
+
+
+def _fused_tempered_softmax(scores, temperature):
+    """On PyTorch, its fused softmax where it gives what `_relax` gives; else None.
+
+    PyTorch runs eagerly, one kernel per operation, so the shifted softmax and
+    its hand-written gradient cost about a dozen kernels where `torch.softmax`
+    and its backward cost two (docs/backends.md has the timings). The fused
+    kernel gives a row with no finite
+    score NaN instead of zeros, and autograd would give a trained temperature
+    `0 * inf` from a `-inf` score, so those cases (and tracing, where the
+    row check cannot run) keep the hand-written path.
+    """
+    if keras.backend.backend() != "torch":
+        return None
+    import torch
+
+    # `torch.compiler.is_compiling` is new in PyTorch 2.3; before it, a compiled
+    # function gets a graph break at the row check, and the same values.
+    compiling = getattr(torch.compiler, "is_compiling", lambda: False)()
+    if temperature.requires_grad or scores.device.type == "meta" or compiling:
+        return None
+    with torch.no_grad():
+        row_max = torch.amax(scores, dim=-1, keepdim=True)
+    if not bool(torch.all(row_max > float("-inf"))):
+        return None
+    # Shifted before scaling, as in `_relax`, so a tiny temperature cannot
+    # overflow; the shift does not change the softmax or its gradient. Every
+    # new 16 MB tensor costs PyTorch on CPU a round of page faults (about as
+    # much as the arithmetic), so the scaling is done in place.
+    shifted = scores - row_max
+    return torch.softmax(shifted.div_(temperature), dim=-1)
 
 
 def argmax(scores):
@@ -351,6 +386,14 @@ def straight_through_sample(scores, temperature):
     def sample(scores, temperature):
         def grad(*args, upstream=None):
             upstream = _upstream(args, upstream)
+            probs = _fused_tempered_softmax(scores, temperature)
+            if probs is not None:
+                # PyTorch, and a temperature that needs no gradient:
+                # `probs * (upstream - inner) / t` with one new tensor, not four.
+                d_scores = upstream * probs
+                inner = d_scores.sum(dim=-1, keepdim=True)
+                d_scores.addcmul_(probs, inner, value=-1).div_(temperature)
+                return d_scores, None
             probs, row_max = _relax(scores, temperature)
             return _relax_vjp(probs, scores, row_max, temperature, upstream)
 

@@ -205,4 +205,9 @@ def gumbel(shape, dtype="float32", seed=None):
     """Draws standard Gumbel noise `-log(-log(u))`, always finite."""
     compute_dtype = _compute_dtype(dtype)
     u = uniform(shape, compute_dtype, seed)
+    if keras.backend.backend() == "torch":
+        # The draw is a fresh tensor nobody else holds, and PyTorch runs each
+        # operation eagerly into a new buffer: in place, the transform makes
+        # no allocation (TensorFlow's grappler and XLA fuse it on their own).
+        return keras.ops.cast(u.log_().neg_().log_().neg_(), dtype)
     return keras.ops.cast(-keras.ops.log(-keras.ops.log(u)), dtype)

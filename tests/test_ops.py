@@ -449,6 +449,33 @@ def test_tempered_softmax_extremes():
     assert np.all(np.isfinite(grad))
 
 
+def test_tempered_softmax_gradient_with_infinite_and_huge_logits():
+    # Every row has a finite score, so on PyTorch this is the fused-softmax path
+    # (a row with none takes the hand-written one, tested above); its values and
+    # gradient must match the float64 softmax Jacobian, with exact zeros where
+    # the sample is 0.
+    logits = np.array(
+        [[1e30, -1e30, 0.0, 1.0], [-np.inf, 2.0, 1.0, -np.inf], [0.3, -0.2, 0.1, -9.0]],
+        dtype="float32",
+    )
+    weights = np.random.default_rng(11).normal(size=logits.shape)
+    loss = weighted_sum(weights)
+    for temperature in (1e-4, 0.5, 3.0):
+        scaled = (logits - logits.max(-1, keepdims=True)).astype(
+            "float64"
+        ) / temperature
+        expected = np.exp(scaled) / np.exp(scaled).sum(-1, keepdims=True)
+        inner = (weights * expected).sum(-1, keepdims=True)
+        expected_grad = expected * (weights - inner) / temperature
+        values = to_numpy(kg.ops.tempered_softmax(logits, temperature))
+        np.testing.assert_allclose(values, expected, rtol=1e-5, atol=1e-7)
+        grad = gradient(
+            lambda v, t=temperature: loss(kg.ops.tempered_softmax(v, t)), logits
+        )
+        np.testing.assert_allclose(grad, expected_grad, rtol=1e-4, atol=1e-6)
+        np.testing.assert_array_equal(grad[expected == 0.0], 0.0)
+
+
 def test_argmax_one_hot():
     rng = np.random.default_rng(8)
     logits = rng.normal(size=(4, 3, 5)).astype("float32")
