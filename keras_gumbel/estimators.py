@@ -277,7 +277,9 @@ def tempered_softmax(scores, temperature):
     overflow: scores are shifted by their maximum before scaling. The gradient is
     written by hand, `probs * (upstream - sum(upstream * probs)) / temperature`,
     so it is exactly 0 wherever the output is 0 (masked categories included)
-    and finite with respect to the temperature as well.
+    and finite with respect to the temperature as well. On PyTorch, where that
+    is the same computation, `torch.softmax` and its own backward do it instead
+    (`_fused_tempered_softmax`).
     """
 
     # A hand-written gradient: the autodiff one of this graph takes about twice
