@@ -25,7 +25,7 @@ supports):
 Usage:
 
     python benchmarks/estimators.py            # full run (8000 steps, 5 seeds)
-    python benchmarks/estimators.py --quick    # a smoke run of a few seconds
+    python benchmarks/estimators.py --quick    # a smoke run, about 1.5 min on 2 cores
     python benchmarks/estimators.py --steps 2000 --seeds 3
 
 Prints markdown tables (progress goes to stderr).
