@@ -58,9 +58,9 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 # TensorFlow's default CPU allocator hands 16 MB buffers back to the system and
 # page-faults them in again, at a cost that depends on the heap's history: the
 # same computation then takes 42 or 56 ms from one run to the next. Its BFC
-# allocator keeps the memory, so cells stop jumping (the interquartile range of
-# a fwd+bwd cell fell from 14 to 4 ms). Ratios are the same under either;
-# set TF_CPU_ALLOCATOR_USE_BFC=false to time the default.
+# allocator keeps the memory, so cells move less (the interquartile range of a
+# fwd+bwd cell fell from 14 to 4 ms); the medians agree within the default's
+# spread. Set TF_CPU_ALLOCATOR_USE_BFC=false to time the default.
 os.environ.setdefault("TF_CPU_ALLOCATOR_USE_BFC", "true")
 # PyTorch's OpenMP workers spin after each op by default, which would steal the
 # cores from TensorFlow's threads running next in the round-robin.

@@ -231,9 +231,22 @@ def _relax(scores, temperature):
 
 
 def _relax_vjp(probs, scores, row_max, temperature, upstream):
-    """Gradients of `_relax` with respect to the scores and the temperature."""
+    """Gradients of `_relax` with respect to the scores and the temperature.
+
+    `row_max` is only read for the temperature's gradient, and may be None
+    when the temperature needs none (a PyTorch tensor without `requires_grad`).
+    """
     # Softmax Jacobian-vector product; exactly 0 wherever probs is 0 (masked,
     # -inf or underflowed categories, empty rows).
+    if not getattr(temperature, "requires_grad", True):
+        # PyTorch computes whatever the function returns, so a temperature
+        # that needs no gradient (not trainable) gets None instead of the
+        # passes; TensorFlow and JAX prune it from the graph themselves. Each
+        # new PyTorch tensor costs page faults on CPU, so the product
+        # `probs * (upstream - inner) / t` is formed in place: one new tensor.
+        d_scores = upstream * probs
+        inner = d_scores.sum(dim=-1, keepdim=True)
+        return d_scores.addcmul_(probs, inner, value=-1).div_(temperature), None
     inner = ops.sum(upstream * probs, axis=-1, keepdims=True)
     if keras.backend.backend() == "jax":
         # XLA on CPU in jaxlib 0.10.2 miscompiles `probs * (upstream - inner)`
@@ -244,11 +257,6 @@ def _relax_vjp(probs, scores, row_max, temperature, upstream):
     else:
         d_scaled = probs * (upstream - inner)
     d_scores = d_scaled / temperature
-    # TensorFlow and JAX drop a gradient nobody asks for from the compiled
-    # graph; PyTorch computes whatever the function returns, so a temperature
-    # that needs no gradient (not trainable) gets None instead of the passes.
-    if not getattr(temperature, "requires_grad", True):
-        return d_scores, None
     # d scaled / d temperature = -scaled / temperature. The scaled scores are
     # recomputed here (the same operations, so the same values) rather than
     # kept from the forward pass: keeping them costs TensorFlow a fresh
@@ -308,10 +316,10 @@ def _fused_tempered_softmax(scores, temperature):
     PyTorch runs eagerly, one kernel per operation, so the shifted softmax and
     its hand-written gradient cost about a dozen kernels where `torch.softmax`
     and its backward cost two (docs/backends.md has the timings). The fused
-    kernel gives a row with no finite
-    score NaN instead of zeros, and autograd would give a trained temperature
-    `0 * inf` from a `-inf` score, so those cases (and tracing, where the
-    row check cannot run) keep the hand-written path.
+    kernel gives a row with no finite score NaN instead of zeros, and autograd
+    would give a trained temperature `0 * inf` from a `-inf` score, so those
+    cases (and tracing, where the row check cannot run) keep the hand-written
+    path.
     """
     if keras.backend.backend() != "torch":
         return None
@@ -388,15 +396,11 @@ def straight_through_sample(scores, temperature):
     def sample(scores, temperature):
         def grad(*args, upstream=None):
             upstream = _upstream(args, upstream)
-            probs = _fused_tempered_softmax(scores, temperature)
-            if probs is not None:
-                # PyTorch, and a temperature that needs no gradient:
-                # `probs * (upstream - inner) / t` with one new tensor, not four.
-                d_scores = upstream * probs
-                inner = d_scores.sum(dim=-1, keepdim=True)
-                d_scores.addcmul_(probs, inner, value=-1).div_(temperature)
-                return d_scores, None
-            probs, row_max = _relax(scores, temperature)
+            # The fused softmax runs only when the temperature needs no
+            # gradient, which is also when `_relax_vjp` needs no row maximum.
+            probs, row_max = _fused_tempered_softmax(scores, temperature), None
+            if probs is None:
+                probs, row_max = _relax(scores, temperature)
             return _relax_vjp(probs, scores, row_max, temperature, upstream)
 
         return one_hot_argmax(scores), grad
