@@ -10,10 +10,10 @@ import numbers
 import keras
 import numpy as np
 
-_FLOAT_DTYPES = ("float16", "bfloat16", "float32", "float64")
+FLOAT_DTYPES = ("float16", "bfloat16", "float32", "float64")
 
 
-def _invalid(name, expected, received):
+def invalid(name, expected, received):
     return (
         f"Invalid value received for argument `{name}`. Expected {expected}. "
         f"Received: {name}={received!r}"
@@ -34,35 +34,35 @@ def check_temperature(temperature, name="temperature"):
     if is_tensor_like(temperature):
         if not keras.backend.is_float_dtype(temperature.dtype):
             raise TypeError(
-                _invalid(name, "a floating-point tensor", temperature)
+                invalid(name, "a floating-point tensor", temperature)
                 + f" with dtype {temperature.dtype}"
             )
         return temperature
     if isinstance(temperature, np.ndarray) and temperature.ndim == 0:
         temperature = temperature.item()
     if isinstance(temperature, bool) or not isinstance(temperature, numbers.Real):
-        raise TypeError(_invalid(name, "a positive float", temperature))
+        raise TypeError(invalid(name, "a positive float", temperature))
     if not math.isfinite(temperature) or temperature <= 0:
-        raise ValueError(_invalid(name, "a positive finite float", temperature))
+        raise ValueError(invalid(name, "a positive finite float", temperature))
     return float(temperature)
 
 
 def check_positive_int(value, name, low=1, high=None):
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(_invalid(name, "an integer", value))
+        raise TypeError(invalid(name, "an integer", value))
     if value < low or (high is not None and value > high):
         bounds = f"an integer in [{low}, {high}]" if high else f"an integer >= {low}"
-        raise ValueError(_invalid(name, bounds, value))
+        raise ValueError(invalid(name, bounds, value))
     return int(value)
 
 
 def check_axis(axis, ndim, name="axis"):
     """Returns `axis` as a non-negative index into a tensor of rank `ndim`."""
     if isinstance(axis, bool) or not isinstance(axis, numbers.Integral):
-        raise TypeError(_invalid(name, "an integer", axis))
+        raise TypeError(invalid(name, "an integer", axis))
     if ndim is not None and not -ndim <= axis < ndim:
         raise ValueError(
-            _invalid(
+            invalid(
                 name,
                 f"an integer in [{-ndim}, {ndim - 1}] for a rank-{ndim} input",
                 axis,
@@ -73,13 +73,13 @@ def check_axis(axis, ndim, name="axis"):
 
 def check_bool(value, name):
     if not isinstance(value, bool):
-        raise TypeError(_invalid(name, "a bool", value))
+        raise TypeError(invalid(name, "a bool", value))
     return value
 
 
 def check_choice(value, name, choices):
     if value not in choices:
-        raise ValueError(_invalid(name, f"one of {tuple(choices)}", value))
+        raise ValueError(invalid(name, f"one of {tuple(choices)}", value))
     return value
 
 
@@ -89,7 +89,7 @@ def check_seed(seed, name="seed"):
         return seed
     if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
         raise TypeError(
-            _invalid(name, "None, an integer or a `keras.random.SeedGenerator`", seed)
+            invalid(name, "None, an integer or a `keras.random.SeedGenerator`", seed)
         )
     return int(seed)
 
@@ -98,7 +98,7 @@ def float_tensor(value, name):
     """Converts `value` to a tensor and insists on a floating-point dtype."""
     tensor = keras.ops.convert_to_tensor(value)
     dtype = keras.backend.standardize_dtype(tensor.dtype)
-    if dtype not in _FLOAT_DTYPES:
+    if dtype not in FLOAT_DTYPES:
         raise TypeError(
             f"Invalid dtype received for argument `{name}`. Expected a "
             f"floating-point tensor (unnormalised log-probabilities). Received: "

@@ -3,12 +3,14 @@
 import logging
 import math
 import sys
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import keras
 import numpy as np
 
 from keras_gumbel import _checks
-from keras_gumbel.layers._base import AnnealableLayer
+from keras_gumbel.layers import AnnealableLayer, model_layers
 
 __all__ = [
     "TemperatureAnnealing",
@@ -32,6 +34,16 @@ def _print(message):
         _logger.info(message.strip())
 
 
+def _check_not_trainable(layer):
+    if layer.trainable_temperature:
+        raise ValueError(
+            f"Layer {layer.name!r} has trainable_temperature=True: its "
+            "temperature is learned by the optimizer, so TemperatureAnnealing "
+            "cannot also set it. Create the layer with trainable_temperature=False, "
+            "or leave it out with `layers=`."
+        )
+
+
 def _check_layers(layers):
     if layers is None:
         return None
@@ -41,13 +53,11 @@ def _check_layers(layers):
         layers = list(layers)
     except TypeError:
         raise TypeError(
-            _checks._invalid(
-                "layers", "None or a list of layers or layer names", layers
-            )
+            _checks.invalid("layers", "None or a list of layers or layer names", layers)
         ) from None
     if not layers:
         raise ValueError(
-            _checks._invalid(
+            _checks.invalid(
                 "layers",
                 "None (every annealable layer) or a non-empty list of layers or "
                 "layer names",
@@ -59,7 +69,7 @@ def _check_layers(layers):
             continue
         if not isinstance(layer, AnnealableLayer):
             raise TypeError(
-                _checks._invalid(
+                _checks.invalid(
                     "layers",
                     "layer names or instances of `keras_gumbel.AnnealableLayer` "
                     f"(such as `keras_gumbel.GumbelSoftmax`); got {layer!r}",
@@ -141,17 +151,17 @@ class TemperatureAnnealing(keras.callbacks.Callback):
 
     def __init__(
         self,
-        schedule,
+        schedule: Callable[[int], Any],
         *,
-        layers=None,
-        frequency="batch",
-        verbose=0,
-        log_key="temperature",
-    ):
+        layers: Sequence[str | AnnealableLayer] | str | AnnealableLayer | None = None,
+        frequency: str = "batch",
+        verbose: int = 0,
+        log_key: str | None = "temperature",
+    ) -> None:
         super().__init__()
         if not callable(schedule):
             raise TypeError(
-                _checks._invalid(
+                _checks.invalid(
                     "schedule",
                     "a callable mapping the step to a temperature, such as a "
                     "`keras_gumbel.schedules` or `keras.optimizers.schedules` "
@@ -160,28 +170,28 @@ class TemperatureAnnealing(keras.callbacks.Callback):
                 )
             )
         if verbose not in (0, 1) or isinstance(verbose, float):
-            raise ValueError(_checks._invalid("verbose", "0 or 1", verbose))
+            raise ValueError(_checks.invalid("verbose", "0 or 1", verbose))
         if log_key is not None and (not isinstance(log_key, str) or not log_key):
             raise ValueError(
-                _checks._invalid("log_key", "a non-empty string or None", log_key)
+                _checks.invalid("log_key", "a non-empty string or None", log_key)
             )
         self.schedule = schedule
         self.layers = _check_layers(layers)
         self.frequency = _checks.check_choice(frequency, "frequency", FREQUENCIES)
         self.verbose = int(verbose)
         self.log_key = log_key
-        self.annealed_layers = []
-        self.temperature = None
+        self.annealed_layers: list[AnnealableLayer] = []
+        self.temperature: float | None = None
 
-    def on_train_begin(self, logs=None):
+    def on_train_begin(self, logs: dict | None = None) -> None:
         self.annealed_layers = self._find_layers(self.model)
         self.temperature = None
 
-    def on_epoch_begin(self, epoch, logs=None):
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
         if self.frequency == "epoch":
             self._anneal(epoch, f"Epoch {epoch + 1}")
 
-    def on_train_batch_begin(self, batch, logs=None):
+    def on_train_batch_begin(self, batch: int, logs: dict | None = None) -> None:
         if self.frequency == "batch":
             # On JAX, reading `self.model` also syncs the training state, so the
             # next step sees the assignment below.
@@ -191,10 +201,10 @@ class TemperatureAnnealing(keras.callbacks.Callback):
             step = int(keras.ops.convert_to_numpy(keras.ops.copy(optimizer.iterations)))
             self._anneal(step, f"Step {step}")
 
-    def on_train_batch_end(self, batch, logs=None):
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
         self._log(logs)
 
-    def on_epoch_end(self, epoch, logs=None):
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         self._log(logs)
 
     def _log(self, logs):
@@ -234,7 +244,7 @@ class TemperatureAnnealing(keras.callbacks.Callback):
         return temperature
 
     def _find_layers(self, model):
-        every_layer = model._flatten_layers(include_self=True, recursive=True)
+        every_layer = [model, *model_layers(model)]
         annealable = [
             layer for layer in every_layer if isinstance(layer, AnnealableLayer)
         ]
@@ -249,56 +259,54 @@ class TemperatureAnnealing(keras.callbacks.Callback):
                 )
             selected = annealable
         else:
-            selected = []
-            for entry in self.layers:
-                if isinstance(entry, str):
-                    matches = [layer for layer in every_layer if layer.name == entry]
-                    if not matches:
-                        raise ValueError(
-                            _checks._invalid(
-                                "layers",
-                                f"names of layers of model {model.name!r}; there "
-                                f"is no layer named {entry!r}. Annealable layers: "
-                                f"{[layer.name for layer in annealable]}",
-                                self.layers,
-                            )
-                        )
-                    for layer in matches:
-                        if not isinstance(layer, AnnealableLayer):
-                            raise ValueError(
-                                _checks._invalid(
-                                    "layers",
-                                    "annealable layers (instances of "
-                                    "`keras_gumbel.AnnealableLayer`); layer "
-                                    f"{entry!r} is a {type(layer).__name__}",
-                                    self.layers,
-                                )
-                            )
-                    selected.extend(matches)
-                elif not any(entry is layer for layer in annealable):
-                    raise ValueError(
-                        _checks._invalid(
-                            "layers",
-                            f"layers of model {model.name!r}; layer "
-                            f"{entry.name!r} is not part of it",
-                            self.layers,
-                        )
-                    )
-                else:
-                    selected.append(entry)
+            selected = [
+                layer
+                for entry in self.layers
+                for layer in self._resolve(entry, model, every_layer, annealable)
+            ]
         unique = list({id(layer): layer for layer in selected}.values())
         for layer in unique:
-            if layer.trainable_temperature:
-                raise ValueError(
-                    f"Layer {layer.name!r} has trainable_temperature=True: its "
-                    "temperature is learned by the optimizer, so "
-                    "TemperatureAnnealing cannot also set it. Create the layer "
-                    "with trainable_temperature=False, or leave it out with "
-                    "`layers=`."
-                )
+            _check_not_trainable(layer)
         return unique
 
-    def get_config(self):
+    def _resolve(self, entry, model, every_layer, annealable):
+        """The layers of `model` that one entry of `layers=` names."""
+        if not isinstance(entry, str):
+            if not any(entry is layer for layer in annealable):
+                raise ValueError(
+                    _checks.invalid(
+                        "layers",
+                        f"layers of model {model.name!r}; layer "
+                        f"{entry.name!r} is not part of it",
+                        self.layers,
+                    )
+                )
+            return [entry]
+        matches = [layer for layer in every_layer if layer.name == entry]
+        if not matches:
+            raise ValueError(
+                _checks.invalid(
+                    "layers",
+                    f"names of layers of model {model.name!r}; there is no layer "
+                    f"named {entry!r}. Annealable layers: "
+                    f"{[layer.name for layer in annealable]}",
+                    self.layers,
+                )
+            )
+        for layer in matches:
+            if not isinstance(layer, AnnealableLayer):
+                raise ValueError(
+                    _checks.invalid(
+                        "layers",
+                        "annealable layers (instances of "
+                        f"`keras_gumbel.AnnealableLayer`); layer {entry!r} is a "
+                        f"{type(layer).__name__}",
+                        self.layers,
+                    )
+                )
+        return matches
+
+    def get_config(self) -> dict:
         layers = self.layers
         if layers is not None:
             layers = [
@@ -313,7 +321,7 @@ class TemperatureAnnealing(keras.callbacks.Callback):
         }
 
     @classmethod
-    def from_config(cls, config):
+    def from_config(cls, config: dict) -> "TemperatureAnnealing":
         config = dict(config)
         config["schedule"] = keras.saving.deserialize_keras_object(config["schedule"])
         return cls(**config)

@@ -17,16 +17,20 @@ A hard estimator's forward value is an exact one-hot sample from
 """
 
 import dataclasses
+import inspect
 import numbers
 from collections.abc import Callable
 
 import keras
 from keras import ops
 
-from keras_gumbel import _checks, random
+from keras_gumbel import _checks, _numerics, random
+from keras_gumbel._numerics import masked_scores, one_hot_max, scaled_softmax
+from keras_gumbel._typing import SeedLike, TensorLike
 
 __all__ = [
     "Estimator",
+    "EstimatorLike",
     "get",
     "register",
     "ConfiguredEstimator",
@@ -35,8 +39,8 @@ __all__ = [
     "deserialize",
     "gst",
     "gumbel_rao",
-    "gumbel_softmax",
     "names",
+    "relaxed",
     "reinmax",
     "serialize",
     "straight_through",
@@ -50,34 +54,82 @@ class Estimator:
     name: str
     hard: bool
     function: Callable
-    description: str
     min_temperature: float | None = None
 
 
 _REGISTRY: dict[str, Estimator] = {}
 
 
-def register(name, *, hard, min_temperature=None):
-    """Registers `function` under `name`; its docstring's first line describes it.
+class ConfiguredEstimator:
+    """A registered estimator with non-default options, usable as `estimator=`.
+
+    Subclasses set `name` (the registered estimator) and store their options as
+    attributes; `get_config()` returns the options, which are passed to the
+    registered function as keyword arguments.
+    """
+
+    name: str
+
+    def get_config(self) -> dict:
+        raise NotImplementedError
+
+    @classmethod
+    def from_config(cls, config: dict) -> "ConfiguredEstimator":
+        return cls(**config)
+
+    def __call__(
+        self,
+        logits: TensorLike,
+        temperature: TensorLike,
+        *,
+        mask: TensorLike | None,
+        seed: SeedLike,
+    ) -> TensorLike:
+        function = _REGISTRY[self.name].function
+        return function(logits, temperature, mask=mask, seed=seed, **self.get_config())
+
+    def __eq__(self, other):
+        return type(self) is type(other) and self.get_config() == other.get_config()
+
+    def __hash__(self):
+        return hash((type(self), tuple(sorted(self.get_config().items()))))
+
+    def __repr__(self):
+        options = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
+        return f"{type(self).__name__}({options})"
+
+
+# What an `estimator=` argument accepts: a registered name, a configured
+# estimator, its serialized form (from a layer config), or None.
+EstimatorLike = str | ConfiguredEstimator | dict | None
+
+
+def register(
+    name: str, *, hard: bool, min_temperature: float | None = None
+) -> Callable[[Callable], Callable]:
+    """Registers the decorated estimator function under `name`.
 
     `min_temperature` is the smallest temperature the method supports (None:
     any positive temperature).
     """
 
     def decorator(function):
-        summary = (function.__doc__ or "").strip().splitlines()[0]
-        _REGISTRY[name] = Estimator(name, hard, function, summary, min_temperature)
+        _REGISTRY[name] = Estimator(name, hard, function, min_temperature)
         return function
 
     return decorator
 
 
-def names():
+def names() -> tuple[str, ...]:
     """The registered estimator names, in registration order."""
     return tuple(_REGISTRY)
 
 
-def get(estimator, hard=False, temperature=None):
+def get(
+    estimator: EstimatorLike,
+    hard: bool = False,
+    temperature: float | TensorLike | None = None,
+) -> Estimator:
     """Resolves the `estimator` argument of `gumbel_softmax` to an `Estimator`.
 
     `estimator` is None, a registered name, a configured estimator such as
@@ -126,7 +178,7 @@ def get(estimator, hard=False, temperature=None):
     return resolved
 
 
-def serialize(estimator):
+def serialize(estimator: EstimatorLike) -> str | dict | None:
     """The config form of an `estimator` argument: names stay names, configured
     estimators become Keras-serialized dicts."""
     if isinstance(estimator, ConfiguredEstimator):
@@ -134,7 +186,7 @@ def serialize(estimator):
     return estimator
 
 
-def deserialize(estimator):
+def deserialize(estimator: EstimatorLike) -> EstimatorLike:
     """Inverse of `serialize`: a serialized dict becomes a configured estimator."""
     if not isinstance(estimator, dict):
         return estimator
@@ -155,261 +207,7 @@ def deserialize(estimator):
     return restored
 
 
-class ConfiguredEstimator:
-    """A registered estimator with non-default options, usable as `estimator=`.
-
-    Subclasses set `name` (the registered estimator) and store their options as
-    attributes; `get_config()` returns the options, which are passed to the
-    registered function as keyword arguments.
-    """
-
-    name = None
-
-    def get_config(self):
-        raise NotImplementedError
-
-    @classmethod
-    def from_config(cls, config):
-        return cls(**config)
-
-    def __call__(self, logits, temperature, *, mask, seed):
-        function = _REGISTRY[self.name].function
-        return function(logits, temperature, mask=mask, seed=seed, **self.get_config())
-
-    def __eq__(self, other):
-        return type(self) is type(other) and self.get_config() == other.get_config()
-
-    def __hash__(self):
-        return hash((type(self), tuple(sorted(self.get_config().items()))))
-
-    def __repr__(self):
-        options = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
-        return f"{type(self).__name__}({options})"
-
-
-# Shared numerics. Everything below works on the last axis.
-
-
-def _underflow_bound(dtype):
-    # exp(-bound) rounds to exactly 0 in `dtype` (below half the smallest
-    # subnormal), so clamping scaled scores at -bound changes no output value.
-    return 750.0 if keras.backend.standardize_dtype(dtype) == "float64" else 110.0
-
-
-def masked_scores(logits, noise, mask):
-    """`logits + noise`, with masked categories set to `-inf`.
-
-    The mask goes through `where`, so masked logits get exactly zero gradient.
-    """
-    scores = logits + noise if noise is not None else logits
-    if mask is not None:
-        scores = ops.where(mask, scores, ops.cast(float("-inf"), scores.dtype))
-    return scores
-
-
-def _row_max(scores):
-    """Stop-gradient row maximum (0 for rows with no finite score) and validity."""
-    row_max = ops.max(scores, axis=-1, keepdims=True)
-    valid = row_max > float("-inf")
-    row_max = ops.where(valid, row_max, ops.zeros_like(row_max))
-    return ops.stop_gradient(row_max), valid
-
-
-def _relax(scores, temperature):
-    """`softmax(scores / temperature)`, and the row maximum it was shifted by.
-
-    The scores are shifted by their row maximum before scaling, so the scaled
-    scores lie in `[-inf, 0]` and neither huge scores nor tiny temperatures
-    overflow.
-    """
-    row_max, valid = _row_max(scores)
-    # In [-inf, 0]: -inf (or an overflow to it) gives an exact 0 below.
-    unnormalised = ops.exp((scores - row_max) / temperature)
-    total = ops.sum(unnormalised, axis=-1, keepdims=True)
-    total = ops.where(valid, total, ops.ones_like(total))
-    return unnormalised / total, row_max
-
-
-def _relax_vjp(probs, scores, row_max, temperature, upstream):
-    """Gradients of `_relax` with respect to the scores and the temperature.
-
-    `row_max` is only read for the temperature's gradient, and may be None
-    when the temperature needs none (a PyTorch tensor without `requires_grad`).
-    """
-    # Softmax Jacobian-vector product; exactly 0 wherever probs is 0 (masked,
-    # -inf or underflowed categories, empty rows).
-    if not getattr(temperature, "requires_grad", True):
-        # PyTorch computes whatever the function returns, so a temperature
-        # that needs no gradient (not trainable) gets None instead of the
-        # passes; TensorFlow and JAX prune it from the graph themselves. Each
-        # new PyTorch tensor costs page faults on CPU, so the product
-        # `probs * (upstream - inner) / t` is formed in place: one new tensor.
-        d_scores = upstream * probs
-        inner = d_scores.sum(dim=-1, keepdim=True)
-        return d_scores.addcmul_(probs, inner, value=-1).div_(temperature), None
-    inner = ops.sum(upstream * probs, axis=-1, keepdims=True)
-    if keras.backend.backend() == "jax":
-        # XLA on CPU in jaxlib 0.10.2 miscompiles `probs * (upstream - inner)`
-        # under `jax.jit` when `upstream` is broadcast from a lower rank (as
-        # Gumbel-Rao's mean over draws makes it): gradients off by up to 4 at
-        # [10, 2000, 3, 2]. The expanded product compiles correctly.
-        d_scaled = probs * upstream - probs * inner
-    else:
-        d_scaled = probs * (upstream - inner)
-    d_scores = d_scaled / temperature
-    # d scaled / d temperature = -scaled / temperature. The scaled scores are
-    # recomputed here (the same operations, so the same values) rather than
-    # kept from the forward pass: keeping them costs TensorFlow a fresh
-    # buffer and about a tenth of a forward + backward step, for a gradient
-    # that is usually not asked for. They are clamped at -bound, where
-    # d_scaled is 0, so that 0 * inf never appears.
-    scaled = (scores - row_max) / temperature
-    bound = _underflow_bound(scaled.dtype)
-    d_temperature = -ops.sum(d_scaled * ops.maximum(scaled, -bound))
-    return d_scores, d_temperature / temperature
-
-
-def _upstream(args, upstream):
-    # Keras passes the output gradient positionally on some backends and as
-    # `upstream` on others.
-    if upstream is None:
-        (upstream,) = args
-    return upstream
-
-
-def tempered_softmax(scores, temperature):
-    """`softmax(scores / temperature)` that never produces inf or NaN.
-
-    Scores of `-inf` (masked, or `-inf` logits) give exactly 0, a row with no
-    finite score gives all zeros, and neither huge scores nor tiny temperatures
-    overflow: scores are shifted by their maximum before scaling. The gradient is
-    written by hand, `probs * (upstream - sum(upstream * probs)) / temperature`,
-    so it is exactly 0 wherever the output is 0 (masked categories included)
-    and finite with respect to the temperature as well. On PyTorch, where that
-    is the same computation, `torch.softmax` and its own backward do it instead
-    (`_fused_tempered_softmax`).
-    """
-
-    # A hand-written gradient: the autodiff one of this graph takes about twice
-    # as many passes over the tensor, and needs a clamp in the forward pass to
-    # keep `0 * inf` out of the backward pass.
-    @ops.custom_gradient
-    def relax(scores, temperature):
-        probs, row_max = _relax(scores, temperature)
-
-        def grad(*args, upstream=None):
-            upstream = _upstream(args, upstream)
-            return _relax_vjp(probs, scores, row_max, temperature, upstream)
-
-        return probs, grad
-
-    temperature = ops.cast(ops.convert_to_tensor(temperature), scores.dtype)
-    probs = _fused_tempered_softmax(scores, temperature)
-    if probs is not None:
-        return probs
-    return relax(scores, temperature)
-
-
-def _fused_tempered_softmax(scores, temperature):
-    """On PyTorch, its fused softmax where it gives what `_relax` gives; else None.
-
-    PyTorch runs eagerly, one kernel per operation, so the shifted softmax and
-    its hand-written gradient cost about a dozen kernels where `torch.softmax`
-    and its backward cost two (docs/backends.md has the timings). The fused
-    kernel gives a row with no finite score NaN instead of zeros, and autograd
-    would give a trained temperature `0 * inf` from a `-inf` score, so those
-    cases (and tracing, where the row check cannot run) keep the hand-written
-    path.
-    """
-    if keras.backend.backend() != "torch":
-        return None
-    import torch
-
-    # `torch.compiler.is_compiling` is new in PyTorch 2.3; before it, a compiled
-    # function gets a graph break at the row check, and the same values.
-    compiling = getattr(torch.compiler, "is_compiling", lambda: False)()
-    if temperature.requires_grad or scores.device.type == "meta" or compiling:
-        return None
-    with torch.no_grad():
-        row_max = torch.amax(scores, dim=-1, keepdim=True)
-    if not bool(torch.all(row_max > float("-inf"))):
-        return None
-    # Shifted before scaling, as in `_relax`, so a tiny temperature cannot
-    # overflow; the shift does not change the softmax or its gradient. Every
-    # new 16 MB tensor costs PyTorch on CPU a round of page faults (about as
-    # much as the arithmetic), so the scaling is done in place.
-    shifted = scores - row_max
-    return torch.softmax(shifted.div_(temperature), dim=-1)
-
-
-def argmax(scores):
-    """Index of the row maximum along the last axis, the first one on ties.
-
-    On TensorFlow not `ops.argmax`, which masks the sign bit to handle negative
-    zeros: TFLite has no builtin op for that `BitwiseAnd`, so models using it do
-    not convert (`keras_gumbel.export.to_tflite`). TensorFlow's own `argmax` is
-    one pass over the scores and converts to TFLite's `ARG_MAX`.
-    """
-    if keras.backend.backend() == "tensorflow":
-        import tensorflow as tf
-
-        return tf.math.argmax(scores, axis=-1, output_type=tf.int32)
-    return ops.argmax(scores, axis=-1)
-
-
-def one_hot_argmax(scores):
-    """One-hot of the row argmax; all zeros for a row with no finite score."""
-    count = ops.shape(scores)[-1]
-    valid = ops.max(scores, axis=-1) > float("-inf")
-    # Index -1 one-hot encodes to all zeros: one `where` on the indices instead
-    # of one on the whole one-hot tensor.
-    index = ops.where(valid, argmax(scores), -1)
-    if keras.backend.backend() == "tensorflow":
-        # One fused kernel, and TFLite's ONE_HOT.
-        return ops.one_hot(index, count, dtype=scores.dtype)
-    # Keras's PyTorch one-hot builds an int64 tensor, then a `where` and a cast
-    # over it; a comparison with the positions is one pass (XLA fuses either).
-    positions = ops.arange(count, dtype="int32")
-    return ops.cast(ops.expand_dims(index, -1) == positions, scores.dtype)
-
-
-def straight_through_value(hard, soft):
-    """Forward value `hard`, gradient of `soft`, with `hard` exact in the forward.
-
-    Written `hard + (soft - stop_gradient(soft))`: the bracket is exactly 0 in
-    floating point, whereas `hard + soft - stop_gradient(soft)` is not.
-    """
-    return hard + (soft - ops.stop_gradient(soft))
-
-
-def straight_through_sample(scores, temperature):
-    """`one_hot_argmax(scores)` with the gradient of `tempered_softmax(scores, t)`.
-
-    The same values and gradients as `straight_through_value(one_hot_argmax(
-    scores), tempered_softmax(scores, temperature))`, but the relaxed sample is
-    computed in the backward pass only: a forward pass without gradients (a
-    sampling model, inference) makes no softmax at all, and one with gradients
-    saves the two passes of the `hard + (soft - stop_gradient(soft))` trick.
-    """
-
-    @ops.custom_gradient
-    def sample(scores, temperature):
-        def grad(*args, upstream=None):
-            upstream = _upstream(args, upstream)
-            # The fused softmax runs only when the temperature needs no
-            # gradient, which is also when `_relax_vjp` needs no row maximum.
-            probs, row_max = _fused_tempered_softmax(scores, temperature), None
-            if probs is None:
-                probs, row_max = _relax(scores, temperature)
-            return _relax_vjp(probs, scores, row_max, temperature, upstream)
-
-        return one_hot_argmax(scores), grad
-
-    temperature = ops.cast(ops.convert_to_tensor(temperature), scores.dtype)
-    return sample(scores, temperature)
-
-
-def gumbel_noise(logits, seed):
+def _gumbel_noise(logits, seed):
     return random.gumbel(ops.shape(logits), logits.dtype, seed)
 
 
@@ -417,32 +215,39 @@ def gumbel_noise(logits, seed):
 
 
 @register("gumbel_softmax", hard=False)
-def gumbel_softmax(logits, temperature, *, mask, seed):
+def relaxed(
+    logits: TensorLike,
+    temperature: TensorLike,
+    *,
+    mask: TensorLike | None,
+    seed: SeedLike,
+) -> TensorLike:
     """Relaxed sample `softmax((logits + g) / temperature)` (Jang et al. 2017, eq. 1).
 
     Forward and backward are those of the Concrete relaxation itself (Maddison et
     al. 2017): the pathwise gradient of a relaxed sample, unbiased for the relaxed
     objective and biased for the discrete one.
     """
-    scores = masked_scores(logits, gumbel_noise(logits, seed), mask)
-    return tempered_softmax(scores, temperature)
+    scores = masked_scores(logits, _gumbel_noise(logits, seed), mask)
+    return scaled_softmax(scores, temperature)
 
 
 @register("straight_through", hard=True)
-def straight_through(logits, temperature, *, mask, seed):
+def straight_through(
+    logits: TensorLike,
+    temperature: TensorLike,
+    *,
+    mask: TensorLike | None,
+    seed: SeedLike,
+) -> TensorLike:
     """Straight-through Gumbel-Softmax (Jang et al. 2017, section 2.2).
 
     Forward: `one_hot(argmax(logits + g))`, an exact categorical sample
     (Gumbel-Max). Backward: the gradient of the relaxed sample drawn with the same
     noise `g`, as `torch.nn.functional.gumbel_softmax(hard=True)` does.
     """
-    scores = masked_scores(logits, gumbel_noise(logits, seed), mask)
-    return straight_through_sample(scores, temperature)
-
-
-def _allowed(scores):
-    """True where a category can be sampled (a finite score)."""
-    return scores > float("-inf")
+    scores = masked_scores(logits, _gumbel_noise(logits, seed), mask)
+    return _numerics.straight_through_one_hot(scores, temperature)
 
 
 def _softmax_jacobian_surrogate(logits, probs, allowed):
@@ -461,7 +266,13 @@ def _softmax_jacobian_surrogate(logits, probs, allowed):
 
 
 @register("reinmax", hard=True, min_temperature=1.0)
-def reinmax(logits, temperature, *, mask, seed):
+def reinmax(
+    logits: TensorLike,
+    temperature: TensorLike,
+    *,
+    mask: TensorLike | None,
+    seed: SeedLike,
+) -> TensorLike:
     """ReinMax: second-order accurate straight-through (Liu et al. 2023).
 
     Forward: an exact one-hot sample `D ~ Categorical(softmax(logits))`
@@ -482,14 +293,14 @@ def reinmax(logits, temperature, *, mask, seed):
     caller).
     """
     scores = masked_scores(logits, None, mask)
-    allowed = _allowed(scores)
-    sample = one_hot_argmax(masked_scores(logits, gumbel_noise(logits, seed), mask))
-    pi_0 = tempered_softmax(scores, ops.ones_like(temperature))
-    pi_1 = 0.5 * (sample + tempered_softmax(scores, temperature))
+    allowed = _numerics.allowed(scores)
+    sample = one_hot_max(masked_scores(logits, _gumbel_noise(logits, seed), mask))
+    pi_0 = scaled_softmax(scores, ops.ones_like(temperature))
+    pi_1 = 0.5 * (sample + scaled_softmax(scores, temperature))
     surrogate = 2.0 * _softmax_jacobian_surrogate(
         scores, pi_1, allowed
     ) - 0.5 * _softmax_jacobian_surrogate(scores, pi_0, allowed)
-    return straight_through_value(sample, surrogate)
+    return _numerics.straight_through(sample, surrogate)
 
 
 def _log_add_exp(a, b):
@@ -514,15 +325,16 @@ def _conditional_gumbel_scores(scores, sample, exponentials):
     `exponentials` has a leading dimension of draws; `scores` and `sample` are
     broadcast against it. Everything here is constant for the gradient.
     """
-    allowed = _allowed(scores)
-    row_max, valid = _row_max(scores)
+    allowed = _numerics.allowed(scores)
+    row_max, valid = _numerics.row_max(scores)
     safe = ops.where(allowed, scores, ops.zeros_like(scores))
     total = ops.sum(ops.exp(scores - row_max), axis=-1, keepdims=True)
     log_partition = row_max + ops.log(ops.where(valid, total, ops.ones_like(total)))
     log_exponentials = ops.log(exponentials)
-    # A `where`, not `sample * log_exponentials`: XLA on CPU (jaxlib 0.10.2)
-    # miscompiles `log_partition - sum(sample * log_exponentials)` once the
-    # draws make the batch large (wrong by up to 12 at [10, 2000, 3, 2]).
+    # A `where`, not `sample * log_exponentials`: XLA on CPU miscompiles
+    # `log_partition - sum(sample * log_exponentials)` once the draws make the
+    # batch large (seen with jaxlib 0.10.2). The `where` is as fast, so it
+    # stays whether or not XLA is fixed.
     chosen_log_exponential = ops.sum(
         ops.where(sample > 0, log_exponentials, ops.zeros_like(log_exponentials)),
         axis=-1,
@@ -535,7 +347,14 @@ def _conditional_gumbel_scores(scores, sample, exponentials):
 
 
 @register("gumbel_rao", hard=True)
-def gumbel_rao(logits, temperature, *, mask, seed, draws=10):
+def gumbel_rao(
+    logits: TensorLike,
+    temperature: TensorLike,
+    *,
+    mask: TensorLike | None,
+    seed: SeedLike,
+    draws: int = 10,
+) -> TensorLike:
     """Gumbel-Rao: straight-through Gumbel-Softmax averaged over noise given the sample.
 
     Paulus, Maddison & Krause (2021), the Gumbel-Rao Monte Carlo estimator
@@ -558,11 +377,11 @@ def gumbel_rao(logits, temperature, *, mask, seed, draws=10):
         (draws + 1,) + tuple(ops.shape(logits)), logits.dtype, seed
     )
     gumbel = -ops.log(-ops.log(uniforms[0]))
-    sample = one_hot_argmax(scores + gumbel)
+    sample = one_hot_max(scores + gumbel)
     conditional = ops.stop_gradient(
         _conditional_gumbel_scores(scores, sample, -ops.log(uniforms[1:]))
     )
-    allowed = _allowed(scores)
+    allowed = _numerics.allowed(scores)
     # The conditional noise G_k = conditional - logits is held fixed; writing the
     # scores as logits + G_k lets the gradient reach the logits.
     safe = ops.where(allowed, scores, ops.zeros_like(scores))
@@ -570,12 +389,19 @@ def gumbel_rao(logits, temperature, *, mask, seed, draws=10):
         allowed, conditional - ops.stop_gradient(safe), ops.zeros_like(safe)
     )
     perturbed = ops.where(allowed, safe + noise, scores)
-    soft = ops.mean(tempered_softmax(perturbed, temperature), axis=0)
-    return straight_through_value(sample, soft)
+    soft = ops.mean(scaled_softmax(perturbed, temperature), axis=0)
+    return _numerics.straight_through(sample, soft)
 
 
 @register("gst", hard=True)
-def gst(logits, temperature, *, mask, seed, gap=1.0):
+def gst(
+    logits: TensorLike,
+    temperature: TensorLike,
+    *,
+    mask: TensorLike | None,
+    seed: SeedLike,
+    gap: float = 1.0,
+) -> TensorLike:
     """Gapped straight-through (GST, Fan et al. 2022), the GST-1.0 variant.
 
     Forward: an exact one-hot sample `D ~ Categorical(softmax(logits))`
@@ -592,16 +418,22 @@ def gst(logits, temperature, *, mask, seed, gap=1.0):
     `keras_gumbel.estimators.GST(gap=...)`.
     """
     scores = masked_scores(logits, None, mask)
-    sample = one_hot_argmax(masked_scores(logits, gumbel_noise(logits, seed), mask))
-    row_max, _ = _row_max(scores)
+    sample = one_hot_max(masked_scores(logits, _gumbel_noise(logits, seed), mask))
+    row_max, _ = _numerics.row_max(scores)
     chosen = sample > 0
     raise_to_max = ops.where(chosen, row_max - scores, ops.zeros_like(scores))
     lower_below_gap = ops.where(
         chosen, ops.zeros_like(scores), ops.relu(scores - row_max + gap)
     )
     shift = ops.stop_gradient(raise_to_max - lower_below_gap)
-    soft = tempered_softmax(scores + shift, temperature)
-    return straight_through_value(sample, soft)
+    soft = scaled_softmax(scores + shift, temperature)
+    return _numerics.straight_through(sample, soft)
+
+
+def _default(function, option):
+    # An option class takes its defaults from the estimator function, so that
+    # `GumbelRao()` and `estimator="gumbel_rao"` cannot drift apart.
+    return inspect.signature(function).parameters[option].default
 
 
 @keras.saving.register_keras_serializable(package="keras_gumbel")
@@ -632,10 +464,10 @@ class GumbelRao(ConfiguredEstimator):
 
     name = "gumbel_rao"
 
-    def __init__(self, draws=10):
+    def __init__(self, draws: int = _default(gumbel_rao, "draws")) -> None:
         self.draws = _checks.check_positive_int(draws, "draws")
 
-    def get_config(self):
+    def get_config(self) -> dict:
         return {"draws": self.draws}
 
 
@@ -661,7 +493,7 @@ class GST(ConfiguredEstimator):
 
     name = "gst"
 
-    def __init__(self, gap=1.0):
+    def __init__(self, gap: float = _default(gst, "gap")) -> None:
         if _checks.is_tensor_like(gap):
             raise TypeError(
                 "Invalid value received for argument `gap`. Expected a positive "
@@ -669,5 +501,5 @@ class GST(ConfiguredEstimator):
             )
         self.gap = _checks.check_temperature(gap, "gap")
 
-    def get_config(self):
+    def get_config(self) -> dict:
         return {"gap": self.gap}

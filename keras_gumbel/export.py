@@ -25,17 +25,20 @@ neither Keras nor keras-gumbel to run.
 
 import contextlib
 import tempfile
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
 import keras
 
-from keras_gumbel import random
-from keras_gumbel.layers import AnnealableLayer
+from keras_gumbel import _backend
+from keras_gumbel._backend.tensorflow import StatefulOpSeed
+from keras_gumbel.layers import AnnealableLayer, annealable_layers
 
-__all__ = ["sample_function", "export_saved_model", "to_tflite"]
+__all__ = ["sample_function", "export_saved_model", "to_tflite", "StatefulOpSeed"]
 
 
 def _check_tensorflow(name):
-    backend = keras.backend.backend()
+    backend = _backend.name()
     if backend != "tensorflow":
         raise RuntimeError(
             f"`keras_gumbel.export.{name}` builds TensorFlow graphs and needs the "
@@ -57,11 +60,7 @@ def _gumbel_layers(model):
             "(give it an `Input` or call it once). "
             f"Received: model={model.name!r}, which is not built"
         )
-    return [
-        layer
-        for layer in model._flatten_layers(include_self=False)
-        if isinstance(layer, AnnealableLayer)
-    ]
+    return annealable_layers(model)
 
 
 def _input_signature(model, input_signature):
@@ -93,36 +92,33 @@ class _InputSeed(keras.random.SeedGenerator):
 
 
 @contextlib.contextmanager
-def _patched(layers, *, sample, seed_for):
-    """Makes `layers` sample at inference and/or draw from stand-in seeds.
+def _overridden(
+    layers: Sequence[AnnealableLayer],
+    *,
+    sample: bool,
+    seed_for: Callable[[int], keras.random.SeedGenerator | None],
+) -> Iterator[None]:
+    """Traces `layers` sampling at inference and/or drawing from stand-in seeds.
 
-    `seed_for(stream, layer)` returns the seed that layer number `stream` draws
-    from, or None to keep its own generator. Everything is put back on exit. The
-    attributes are read when the model is traced, so an endpoint traced inside
-    this context keeps the sampling behaviour for good.
+    `seed_for(stream)` gives the seed that layer number `stream` draws from, or
+    None to keep its own generator. A function traced inside this context keeps
+    the sampling behaviour for good; the layers are unchanged on exit.
     """
-    saved = []
-    try:
+    with contextlib.ExitStack() as stack:
         for stream, layer in enumerate(layers):
-            saved.append(
-                (layer, getattr(layer, "inference", None), layer.seed_generator)
+            inference = "sample" if sample and _samples(layer) else None
+            stack.enter_context(
+                layer.override(inference=inference, seed=seed_for(stream))
             )
-            if sample and hasattr(layer, "inference"):
-                object.__setattr__(layer, "inference", "sample")
-            seed = seed_for(stream, layer)
-            if seed is not None:
-                # Bypasses Keras's attribute tracking: the stand-in is not state
-                # of the layer and must be neither tracked nor saved.
-                object.__setattr__(layer, "seed_generator", seed)
         yield
-    finally:
-        for layer, inference, seed_generator in saved:
-            if inference is not None:
-                object.__setattr__(layer, "inference", inference)
-            object.__setattr__(layer, "seed_generator", seed_generator)
 
 
-def sample_function(model, *, seeded=False):
+def _samples(layer: AnnealableLayer) -> bool:
+    """Whether `layer` can draw samples in inference (`inference="sample"`)."""
+    return "sample" in layer.inference_modes
+
+
+def sample_function(model: keras.Model, *, seeded: bool = False) -> Callable:
     """Builds a function that runs `model` with its Gumbel layers sampling.
 
     The function calls `model(inputs, training=False)`, so dropout, batch
@@ -176,7 +172,7 @@ def sample_function(model, *, seeded=False):
     ```
     """
     _check_tensorflow("sample_function")
-    layers = [layer for layer in _gumbel_layers(model) if hasattr(layer, "inference")]
+    layers = [layer for layer in _gumbel_layers(model) if _samples(layer)]
     if not layers:
         raise ValueError(
             "Invalid value received for argument `model`. Expected a model with "
@@ -193,23 +189,27 @@ def sample_function(model, *, seeded=False):
     if seeded:
 
         def sample_with_seed(inputs, seed):
-            with _patched(
-                layers,
-                sample=True,
-                seed_for=lambda stream, layer: _InputSeed(seed, stream),
+            with _overridden(
+                layers, sample=True, seed_for=lambda stream: _InputSeed(seed, stream)
             ):
                 return model(inputs, training=False)
 
         return sample_with_seed
 
     def sample(inputs):
-        with _patched(layers, sample=True, seed_for=lambda stream, layer: None):
+        with _overridden(layers, sample=True, seed_for=lambda stream: None):
             return model(inputs, training=False)
 
     return sample
 
 
-def export_saved_model(model, filepath, input_signature=None, *, verbose=False):
+def export_saved_model(
+    model: keras.Model,
+    filepath: str,
+    input_signature: Sequence[Any] | None = None,
+    *,
+    verbose: bool = False,
+) -> None:
     """Writes a SavedModel with a deterministic and two stochastic endpoints.
 
     Endpoints (all also SavedModel signatures, for TF Serving):
@@ -273,7 +273,12 @@ def _op_seed(layer):
     return int(state[0]) % 2**31
 
 
-def to_tflite(model, input_signature=None, *, sample=False):
+def to_tflite(
+    model: keras.Model,
+    input_signature: Sequence[Any] | None = None,
+    *,
+    sample: bool = False,
+) -> bytes:
     """Converts `model` to a TFLite flatbuffer built from builtin ops only.
 
     The converted model computes `model(inputs, training=False)` with the
@@ -328,12 +333,10 @@ def to_tflite(model, input_signature=None, *, sample=False):
     op_seeds = [_op_seed(layer) for layer in layers]
 
     def serve(inputs):
-        with _patched(
+        with _overridden(
             layers,
             sample=sample,
-            seed_for=lambda stream, layer: random.StatefulOpSeed(
-                op_seeds[stream], stream
-            ),
+            seed_for=lambda stream: StatefulOpSeed(op_seeds[stream], stream),
         ):
             return model(inputs, training=False)
 

@@ -10,10 +10,10 @@ noise on every call), an int (the same noise on every call) or a
 import math
 
 import keras
-import numpy as np
 from keras import ops
 
-from keras_gumbel import _checks, estimators, random
+from keras_gumbel import _checks, _numerics, estimators, random
+from keras_gumbel._typing import SeedLike, Shape, TensorLike
 
 __all__ = [
     "sample_gumbel",
@@ -24,17 +24,12 @@ __all__ = [
     "categorical_kl_uniform",
     "argmax_one_hot",
     "tempered_softmax",
+    "top_k_hot",
+    "relaxed_top_k",
 ]
 
 
-def working_dtype(dtype):
-    """float64 stays float64; every other float computes in float32."""
-    return (
-        "float64" if keras.backend.standardize_dtype(dtype) == "float64" else "float32"
-    )
-
-
-def prepare_mask(mask, logits, axis):
+def _prepare_mask(mask, logits, axis):
     """Broadcasts a category mask to `logits`.
 
     A mask of the rank of `logits` marks categories. A mask of one rank less is a
@@ -68,7 +63,9 @@ def _from_last(tensor, axis, rank):
     return tensor if axis == rank - 1 else ops.moveaxis(tensor, -1, axis)
 
 
-def sample_gumbel(shape, dtype="float32", seed=None):
+def sample_gumbel(
+    shape: Shape, dtype: str = "float32", seed: SeedLike = None
+) -> TensorLike:
     """Draws standard Gumbel noise `-log(-log(u))`.
 
     The uniform draw lies in `[tiny, 1)` of float32 (float64 if asked), so the
@@ -93,15 +90,15 @@ def sample_gumbel(shape, dtype="float32", seed=None):
 
 
 def gumbel_softmax(
-    logits,
-    temperature=1.0,
+    logits: TensorLike,
+    temperature: float | TensorLike = 1.0,
     *,
-    hard=False,
-    estimator=None,
-    axis=-1,
-    mask=None,
-    seed=None,
-):
+    hard: bool = False,
+    estimator: estimators.EstimatorLike = None,
+    axis: int = -1,
+    mask: TensorLike | None = None,
+    seed: SeedLike = None,
+) -> TensorLike:
     """Draws a Gumbel-Softmax (Concrete) sample, relaxed or hard.
 
     The relaxed sample is `softmax((logits + g) / temperature)` with standard
@@ -137,11 +134,12 @@ def gumbel_softmax(
 
     Example:
 
+    >>> import keras
     >>> import numpy as np
     >>> import keras_gumbel as kg
     >>> logits = np.log(np.array([[0.1, 0.6, 0.3]], dtype="float32"))
     >>> sample = kg.ops.gumbel_softmax(logits, temperature=0.5, hard=True, seed=1)
-    >>> float(np.sum(sample))
+    >>> float(keras.ops.sum(sample))
     1.0
     """
     temperature = _checks.check_temperature(temperature)
@@ -153,18 +151,17 @@ def gumbel_softmax(
             work_logits, work_temperature, mask=work_mask, seed=seed
         )
 
-    return on_category_axis(sample, logits, temperature, axis, mask)
+    return _on_category_axis(sample, logits, temperature, axis, mask)
 
 
 _HALF_PRECISION_INF_LOGIT = 1e30
 
 
-def on_category_axis(function, logits, temperature, axis, mask):
+def _on_category_axis(function, logits, temperature, axis, mask):
     """Runs `function(logits, mask, temperature)` in the working dtype, axis last.
 
     Validates `logits` and `axis`, casts to float32 (float64 stays), moves the
     category axis last, broadcasts the mask, and undoes all of that on the result.
-    The layers build their inference modes on it.
     """
     logits = _checks.float_tensor(logits, "logits")
     rank = len(logits.shape)
@@ -175,8 +172,8 @@ def on_category_axis(function, logits, temperature, axis, mask):
         )
     axis = _checks.check_axis(axis, rank)
     dtype = logits.dtype
-    work_dtype = working_dtype(dtype)
-    mask = prepare_mask(mask, logits, axis)
+    work_dtype = _numerics.working_dtype(dtype)
+    mask = _prepare_mask(mask, logits, axis)
     work_logits = ops.cast(logits, work_dtype)
     if keras.backend.standardize_dtype(dtype) in ("float16", "bfloat16"):
         # Half precision overflows to +inf early (float16 above 65504, e.g. a
@@ -191,7 +188,9 @@ def on_category_axis(function, logits, temperature, axis, mask):
     return ops.cast(_from_last(result, axis, rank), dtype)
 
 
-def argmax_one_hot(logits, *, axis=-1, mask=None):
+def argmax_one_hot(
+    logits: TensorLike, *, axis: int = -1, mask: TensorLike | None = None
+) -> TensorLike:
     """One-hot of the most likely allowed category: the deterministic mode.
 
     Args:
@@ -212,14 +211,20 @@ def argmax_one_hot(logits, *, axis=-1, mask=None):
     """
 
     def mode(work_logits, work_mask, _):
-        return estimators.one_hot_argmax(
-            estimators.masked_scores(work_logits, None, work_mask)
+        return _numerics.one_hot_max(
+            _numerics.masked_scores(work_logits, None, work_mask)
         )
 
-    return on_category_axis(mode, logits, 1.0, axis, mask)
+    return _on_category_axis(mode, logits, 1.0, axis, mask)
 
 
-def tempered_softmax(logits, temperature=1.0, *, axis=-1, mask=None):
+def tempered_softmax(
+    logits: TensorLike,
+    temperature: float | TensorLike = 1.0,
+    *,
+    axis: int = -1,
+    mask: TensorLike | None = None,
+) -> TensorLike:
     """`softmax(logits / temperature)` with masks, never NaN or inf.
 
     The noise-free counterpart of `gumbel_softmax`: masked categories are exactly
@@ -246,11 +251,11 @@ def tempered_softmax(logits, temperature=1.0, *, axis=-1, mask=None):
     temperature = _checks.check_temperature(temperature)
 
     def relax(work_logits, work_mask, work_temperature):
-        return estimators.tempered_softmax(
-            estimators.masked_scores(work_logits, None, work_mask), work_temperature
+        return _numerics.scaled_softmax(
+            _numerics.masked_scores(work_logits, None, work_mask), work_temperature
         )
 
-    return on_category_axis(relax, logits, temperature, axis, mask)
+    return _on_category_axis(relax, logits, temperature, axis, mask)
 
 
 def _log_prob_inputs(values, logits, temperature, axis, name):
@@ -264,7 +269,9 @@ def _log_prob_inputs(values, logits, temperature, axis, name):
             f"rank at least 1 (the category axis). Received: {name}.shape=()"
         )
     axis = _checks.check_axis(axis, rank)
-    work_dtype = working_dtype(keras.backend.result_type(values.dtype, logits.dtype))
+    work_dtype = _numerics.working_dtype(
+        keras.backend.result_type(values.dtype, logits.dtype)
+    )
     # Broadcasting aligns trailing axes, so pad the lower-rank argument with
     # leading axes: `axis` then indexes the same category axis in both.
     values = _with_rank(ops.cast(values, work_dtype), rank)
@@ -284,8 +291,7 @@ def _exp_concrete_log_density(log_sample, logits, temperature, axis, n):
     # Maddison et al. (2017), appendix C: density of the ExpConcrete variable
     # x = log y. `sum(scaled) - n * logsumexp(scaled)` is summed as a log-softmax:
     # subtracting the log-sum-exp per category before summing avoids the
-    # cancellation of two sums of size n * |scaled|, which cost float32 several
-    # times TFP's error at n = 100.
+    # cancellation of two sums of size n * |scaled|, which grows with n.
     scaled = logits - temperature * log_sample
     return (
         math.lgamma(n)
@@ -294,7 +300,12 @@ def _exp_concrete_log_density(log_sample, logits, temperature, axis, n):
     )
 
 
-def relaxed_one_hot_log_prob(sample, logits, temperature, axis=-1):
+def relaxed_one_hot_log_prob(
+    sample: TensorLike,
+    logits: TensorLike,
+    temperature: float | TensorLike,
+    axis: int = -1,
+) -> TensorLike:
     """Log-density of a relaxed one-hot (Concrete) sample.
 
     Maddison et al. (2017), eq. 11, in log space:
@@ -330,14 +341,19 @@ def relaxed_one_hot_log_prob(sample, logits, temperature, axis=-1):
     sample, logits, temperature, axis, n = _log_prob_inputs(
         sample, logits, temperature, axis, "sample"
     )
-    log_sample = ops.log(ops.maximum(sample, _tiny(sample.dtype)))
+    log_sample = ops.log(ops.maximum(sample, _numerics.tiny(sample.dtype)))
     # Change of variables y = exp(x): the Jacobian contributes -sum_k log y_k.
     return _exp_concrete_log_density(
         log_sample, logits, temperature, axis, n
     ) - ops.sum(log_sample, axis=axis)
 
 
-def exp_relaxed_one_hot_log_prob(log_sample, logits, temperature, axis=-1):
+def exp_relaxed_one_hot_log_prob(
+    log_sample: TensorLike,
+    logits: TensorLike,
+    temperature: float | TensorLike,
+    axis: int = -1,
+) -> TensorLike:
     """Log-density of a log-space relaxed one-hot (ExpConcrete) sample.
 
     For `x = log y` with `y` a Concrete sample (Maddison et al. 2017, appendix C):
@@ -370,11 +386,7 @@ def exp_relaxed_one_hot_log_prob(log_sample, logits, temperature, axis=-1):
     return _exp_concrete_log_density(log_sample, logits, temperature, axis, n)
 
 
-def _tiny(dtype):
-    return float(np.finfo(keras.backend.standardize_dtype(dtype)).tiny)
-
-
-def categorical_kl_uniform(logits, axis=-1):
+def categorical_kl_uniform(logits: TensorLike, axis: int = -1) -> TensorLike:
     """KL divergence from `Categorical(softmax(logits))` to the uniform distribution.
 
     `KL = sum_k p_k log p_k + log n`, the analytic KL term of a categorical VAE
@@ -399,7 +411,7 @@ def categorical_kl_uniform(logits, axis=-1):
     logits = _checks.float_tensor(logits, "logits")
     rank = len(logits.shape)
     axis = _checks.check_axis(axis, rank)
-    logits = ops.cast(logits, working_dtype(logits.dtype))
+    logits = ops.cast(logits, _numerics.working_dtype(logits.dtype))
     n = logits.shape[axis]
     # A row whose logits are all -inf has no distribution; it is read as uniform
     # (KL 0) rather than letting log_softmax turn it into NaN.
@@ -410,93 +422,22 @@ def categorical_kl_uniform(logits, axis=-1):
     # Where p = 0 the term p log p is 0; guard log p so the gradient is not 0 * inf.
     safe_log_probs = ops.where(probs > 0, log_probs, ops.zeros_like(log_probs))
     kl = ops.sum(probs * safe_log_probs, axis=axis) + math.log(n)
-    # Rounding can leave a tiny negative KL. `where`, not `ops.maximum`: the
-    # latter returns float32 for float64 tensors on the torch backend (Keras 3.15).
+    # Rounding can leave a tiny negative KL. `where`, not `ops.maximum`, which
+    # returns float32 for float64 tensors on the torch backend (Keras 3.15);
+    # the `where` costs the same, so it can stay after a fix.
     return ops.where(kl > 0, kl, ops.zeros_like(kl))
 
 
-def top_k_hot(scores, k):
-    """k-hot of the `k` largest finite scores along the last axis.
-
-    Works on the last axis in the working dtype, like the estimators. Scores of
-    `-inf` (masked) are never chosen, so a row with fewer than `k` finite scores
-    has only those set; each element is exactly 0.0 or 1.0.
-    """
-    values, indices = ops.top_k(scores, k)
-    chosen = ops.cast(values > float("-inf"), scores.dtype)
-    hot = ops.one_hot(indices, ops.shape(scores)[-1], dtype=scores.dtype)
-    return ops.sum(hot * ops.expand_dims(chosen, -1), axis=-2)
-
-
-def _log_one_minus_softmax(scores, temperature):
-    """`log(1 - softmax(scores / temperature))`, accurate where the softmax is 1.
-
-    For every category but the row maximum the softmax is at most 1/2, so
-    `log1p(-a)` is accurate. For the maximum, `1 - a` cancels catastrophically;
-    there it is `logsumexp(others) - logsumexp(all)` of the scaled scores, exact
-    in floating point. Shifted scores are clamped at `-bound * temperature` (where
-    the softmax is exactly 0) before scaling, as in `tempered_softmax`, so that no
-    intermediate or gradient is infinite.
-
-    Returns the log and a boolean marking the row maximum whose softmax is exactly
-    1 (no other category has a non-zero softmax): its true log is below what the
-    dtype can resolve, and the caller removes that category instead.
-    """
-    row_max = ops.stop_gradient(ops.max(scores, axis=-1, keepdims=True))
-    row_max = ops.where(row_max > float("-inf"), row_max, ops.zeros_like(row_max))
-    bound = estimators._underflow_bound(scores.dtype) * temperature
-    shifted = ops.maximum(scores - row_max, -bound)
-    is_max = ops.cast(
-        ops.one_hot(estimators.argmax(scores), ops.shape(scores)[-1]), "bool"
-    )
-    others = ops.where(is_max, -bound, shifted)
-    saturated = is_max & ~ops.any(others > -bound, axis=-1, keepdims=True)
-    scaled = shifted / temperature
-    log_rest = ops.logsumexp(ops.where(is_max, -bound / temperature, scaled), axis=-1)
-    log_max_complement = ops.expand_dims(log_rest - ops.logsumexp(scaled, axis=-1), -1)
-    probs = estimators.tempered_softmax(scores, temperature)
-    # Keep the unused branch finite: `where` passes 0 * inf = NaN gradients.
-    log_complement = ops.log1p(-ops.where(is_max, ops.zeros_like(probs), probs))
-    return ops.where(is_max, log_max_complement, log_complement), saturated
-
-
-def relaxed_top_k(scores, k, temperature):
-    """Relaxed k-hot of `scores` along the last axis (Xie & Ermon 2019).
-
-    Works on the last axis in the working dtype, like the estimators. Round `j`
-    of `k` takes `a_j = softmax(alpha_j / temperature)` and updates
-    `alpha_{j+1} = alpha_j + log(1 - a_j)`; the result is `sum_j a_j`, which sums
-    to `min(k, number of finite scores)`: rounds beyond the number of allowed
-    categories add nothing. A category whose `a_j` is exactly 1 in floating point
-    is removed from later rounds, which is the limit of the update.
-    """
-    allowed = ops.sum(
-        ops.cast(scores > float("-inf"), scores.dtype), axis=-1, keepdims=True
-    )
-    alpha = scores
-    total = ops.zeros_like(scores)
-    for round_index in range(k):
-        probs = estimators.tempered_softmax(alpha, temperature)
-        active = ops.cast(allowed > round_index, scores.dtype)
-        total = total + probs * active
-        if round_index + 1 < k:
-            log_complement, saturated = _log_one_minus_softmax(alpha, temperature)
-            alpha = ops.where(
-                saturated,
-                ops.cast(float("-inf"), scores.dtype),
-                alpha + log_complement,
-            )
-    return total
-
-
-def check_k(k, n):
-    """Validates `k` against the number of categories `n` (None if not static)."""
-    return _checks.check_positive_int(k, "k", 1, n)
-
-
 def gumbel_top_k(
-    logits, k, temperature=1.0, *, hard=False, axis=-1, mask=None, seed=None
-):
+    logits: TensorLike,
+    k: int,
+    temperature: float | TensorLike = 1.0,
+    *,
+    hard: bool = False,
+    axis: int = -1,
+    mask: TensorLike | None = None,
+    seed: SeedLike = None,
+) -> TensorLike:
     """Draws a k-subset without replacement with Gumbel-top-k, relaxed or hard.
 
     With standard Gumbel noise `g`, the `k` largest of `logits + g` are an exact
@@ -542,14 +483,15 @@ def gumbel_top_k(
 
     Example:
 
+    >>> import keras
     >>> import numpy as np
     >>> import keras_gumbel as kg
     >>> logits = np.log(np.array([[0.1, 0.4, 0.2, 0.3]], dtype="float32"))
     >>> subset = kg.ops.gumbel_top_k(logits, k=2, hard=True, seed=1)
-    >>> float(np.sum(subset)), sorted(set(np.asarray(subset).ravel().tolist()))
+    >>> float(keras.ops.sum(subset)), sorted(set(np.asarray(subset).ravel().tolist()))
     (2.0, [0.0, 1.0])
     >>> relaxed = kg.ops.gumbel_top_k(logits, k=2, temperature=0.5, seed=1)
-    >>> round(float(np.sum(relaxed)), 4)
+    >>> round(float(keras.ops.sum(relaxed)), 4)
     2.0
 
     Reference:
@@ -565,13 +507,100 @@ def gumbel_top_k(
     seed = _checks.check_seed(seed)
 
     def sample(work_logits, work_mask, work_temperature):
-        check_k(k, work_logits.shape[-1])
-        scores = estimators.masked_scores(
-            work_logits, estimators.gumbel_noise(work_logits, seed), work_mask
-        )
-        soft = relaxed_top_k(scores, k, work_temperature)
+        _check_k(k, work_logits)
+        noise = random.gumbel(ops.shape(work_logits), work_logits.dtype, seed)
+        scores = _numerics.masked_scores(work_logits, noise, work_mask)
+        soft = _numerics.relaxed_top_k(scores, k, work_temperature)
         if not hard:
             return soft
-        return estimators.straight_through_value(top_k_hot(scores, k), soft)
+        return _numerics.straight_through(_numerics.top_k_hot(scores, k), soft)
 
-    return on_category_axis(sample, logits, temperature, axis, mask)
+    return _on_category_axis(sample, logits, temperature, axis, mask)
+
+
+def _check_k(k, work_logits):
+    # `work_logits` has the category axis last; its size may be unknown while
+    # tracing, and is then checked where it becomes known.
+    return _checks.check_positive_int(k, "k", 1, work_logits.shape[-1])
+
+
+def top_k_hot(
+    logits: TensorLike, k: int, *, axis: int = -1, mask: TensorLike | None = None
+) -> TensorLike:
+    """k-hot of the `k` most likely allowed categories: the deterministic mode.
+
+    The counterpart of `argmax_one_hot` for `gumbel_top_k`, and what
+    `keras_gumbel.GumbelTopK` returns in inference with `inference="argmax"`.
+
+    Args:
+        logits: Floating-point tensor of logits.
+        k: Number of categories to choose, an integer in `[1, n]` where `n` is
+            the size of `axis`.
+        axis: The category axis.
+        mask: Optional boolean tensor (see `gumbel_top_k`). A row with fewer
+            than `k` allowed categories chooses all of them.
+
+    Returns:
+        k-hot rows, every element exactly 0.0 or 1.0, in the dtype of `logits`.
+
+    Example:
+
+    >>> import numpy as np
+    >>> import keras_gumbel as kg
+    >>> np.asarray(kg.ops.top_k_hot([[0.5, -1.0, 2.0, 0.0]], k=2)).tolist()
+    [[1.0, 0.0, 1.0, 0.0]]
+    """
+    k = _checks.check_positive_int(k, "k")
+
+    def mode(work_logits, work_mask, _):
+        _check_k(k, work_logits)
+        scores = _numerics.masked_scores(work_logits, None, work_mask)
+        return _numerics.top_k_hot(scores, k)
+
+    return _on_category_axis(mode, logits, 1.0, axis, mask)
+
+
+def relaxed_top_k(
+    logits: TensorLike,
+    k: int,
+    temperature: float | TensorLike = 1.0,
+    *,
+    axis: int = -1,
+    mask: TensorLike | None = None,
+) -> TensorLike:
+    """The relaxed top-k of Xie & Ermon (2019) of `logits`, without noise.
+
+    The noise-free counterpart of `gumbel_top_k`, as `tempered_softmax` is of
+    `gumbel_softmax`, and what `keras_gumbel.GumbelTopK` returns in inference
+    with `inference="softmax"`: `k` successive softmaxes at `temperature`, each
+    shrinking the weight of what the previous ones took, summed.
+
+    Args:
+        logits: Floating-point tensor of logits.
+        k: Number of categories to choose, an integer in `[1, n]` where `n` is
+            the size of `axis`.
+        temperature: Positive float or scalar tensor.
+        axis: The category axis.
+        mask: Optional boolean tensor (see `gumbel_top_k`).
+
+    Returns:
+        A tensor of the shape and dtype of `logits` that sums to
+        `min(k, allowed categories)` along `axis`.
+
+    Example:
+
+    >>> import numpy as np
+    >>> import keras_gumbel as kg
+    >>> y = kg.ops.relaxed_top_k([[0.0, 0.0, 0.0, 0.0]], k=2)
+    >>> np.asarray(y).round(4).tolist()
+    [[0.5, 0.5, 0.5, 0.5]]
+    """
+    k = _checks.check_positive_int(k, "k")
+    temperature = _checks.check_temperature(temperature)
+
+    def relax(work_logits, work_mask, work_temperature):
+        _check_k(k, work_logits)
+        scores = _numerics.masked_scores(work_logits, None, work_mask)
+        return _numerics.relaxed_top_k(scores, k, work_temperature)
+
+    return _on_category_axis(relax, logits, temperature, axis, mask)

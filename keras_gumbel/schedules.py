@@ -15,6 +15,7 @@ import keras
 from keras import ops
 
 from keras_gumbel import _checks
+from keras_gumbel._typing import TensorLike
 
 __all__ = [
     "ExponentialDecay",
@@ -24,9 +25,9 @@ __all__ = [
 
 def _check_rate(rate):
     if isinstance(rate, bool) or not isinstance(rate, numbers.Real):
-        raise TypeError(_checks._invalid("rate", "a non-negative float", rate))
+        raise TypeError(_checks.invalid("rate", "a non-negative float", rate))
     if not math.isfinite(rate) or rate < 0:
-        raise ValueError(_checks._invalid("rate", "a non-negative finite float", rate))
+        raise ValueError(_checks.invalid("rate", "a non-negative finite float", rate))
     return float(rate)
 
 
@@ -70,7 +71,13 @@ class ExponentialDecay(keras.optimizers.schedules.LearningRateSchedule):
           Gumbel-Softmax](https://arxiv.org/abs/1611.01144)
     """
 
-    def __init__(self, initial=1.0, rate=3e-5, minimum=0.5, every=1000):
+    def __init__(
+        self,
+        initial: float = 1.0,
+        rate: float = 3e-5,
+        minimum: float = 0.5,
+        every: int = 1000,
+    ) -> None:
         self.initial = _checks.check_temperature(initial, "initial")
         self.rate = _check_rate(rate)
         self.minimum = _checks.check_temperature(minimum, "minimum")
@@ -82,13 +89,13 @@ class ExponentialDecay(keras.optimizers.schedules.LearningRateSchedule):
             )
         self.every = _checks.check_positive_int(every, "every")
 
-    def __call__(self, step):
+    def __call__(self, step: TensorLike) -> TensorLike:
         step = ops.cast(step, "float32")
         updates = ops.floor(step / self.every)
         decayed = self.initial * ops.exp(-self.rate * self.every * updates)
         return ops.maximum(decayed, self.minimum)
 
-    def get_config(self):
+    def get_config(self) -> dict:
         return {
             "initial": self.initial,
             "rate": self.rate,
@@ -138,7 +145,9 @@ class GeometricDecay(keras.optimizers.schedules.LearningRateSchedule):
 
     # `steps` has no sensible default, but a keyword default keeps the
     # positional order (start, end, steps) of the paper's formula.
-    def __init__(self, start=10.0, end=0.01, steps=None):
+    def __init__(
+        self, start: float = 10.0, end: float = 0.01, steps: int | None = None
+    ) -> None:
         self.start = _checks.check_temperature(start, "start")
         self.end = _checks.check_temperature(end, "end")
         if steps is None:
@@ -149,10 +158,10 @@ class GeometricDecay(keras.optimizers.schedules.LearningRateSchedule):
             )
         self.steps = _checks.check_positive_int(steps, "steps")
 
-    def __call__(self, step):
+    def __call__(self, step: TensorLike) -> TensorLike:
         progress = ops.clip(ops.cast(step, "float32"), 0.0, self.steps) / self.steps
         ratio = ops.convert_to_tensor(self.end / self.start, "float32")
         return self.start * ops.power(ratio, progress)
 
-    def get_config(self):
+    def get_config(self) -> dict:
         return {"start": self.start, "end": self.end, "steps": self.steps}

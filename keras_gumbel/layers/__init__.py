@@ -1,6 +1,11 @@
 """Keras layers of keras-gumbel, one per file."""
 
-from keras_gumbel.layers._base import AnnealableLayer, MinimumTemperature
+from keras_gumbel.layers._base import (
+    AnnealableLayer,
+    MinimumTemperature,
+    annealable_layers,
+    model_layers,
+)
 from keras_gumbel.layers.concrete_select import ConcreteSelect
 from keras_gumbel.layers.gumbel_softmax import GumbelSoftmax
 from keras_gumbel.layers.gumbel_top_k import GumbelTopK
@@ -11,4 +16,6 @@ __all__ = [
     "GumbelSoftmax",
     "GumbelTopK",
     "MinimumTemperature",
+    "annealable_layers",
+    "model_layers",
 ]

@@ -2,11 +2,18 @@
 
 `TemperatureAnnealing` recognises an annealable layer by this base class: it owns
 a scalar float32 variable named `temperature` and a `SeedGenerator`.
+`annealable_layers` finds them in a model, for the callbacks and for export.
 """
+
+import contextlib
+import dataclasses
+from collections.abc import Iterator
+from typing import Any, ClassVar
 
 import keras
 
 from keras_gumbel import _checks
+from keras_gumbel._typing import Shape, TensorLike
 
 _SEED_STATE_KEY = "seed_generator_state"
 
@@ -15,13 +22,13 @@ _SEED_STATE_KEY = "seed_generator_state"
 class MinimumTemperature(keras.constraints.Constraint):
     """Keeps a trainable temperature at or above `minimum` (strictly positive)."""
 
-    def __init__(self, minimum=1e-2):
+    def __init__(self, minimum: float = 1e-2) -> None:
         self.minimum = _checks.check_temperature(minimum, "minimum")
 
-    def __call__(self, w):
+    def __call__(self, w: TensorLike) -> TensorLike:
         return keras.ops.maximum(w, keras.ops.cast(self.minimum, w.dtype))
 
-    def get_config(self):
+    def get_config(self) -> dict:
         return {"minimum": self.minimum}
 
 
@@ -37,12 +44,22 @@ class AnnealableLayer(keras.layers.Layer):
 
     # Subclasses whose temperature is only ever annealed from outside set this
     # to False: they refuse `trainable_temperature` and leave it out of the config.
-    learns_temperature = True
+    learns_temperature: ClassVar[bool] = True
+    # The values the subclass's `inference` argument takes; empty for a layer
+    # whose inference is fixed. `"sample"` among them means the layer can draw
+    # samples in inference, which export's sampling endpoints rely on.
+    inference_modes: ClassVar[tuple[str, ...]] = ()
 
     def __init__(
-        self, temperature, *, trainable_temperature=False, seed=None, **kwargs
-    ):
+        self,
+        temperature: float,
+        *,
+        trainable_temperature: bool = False,
+        seed: int | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
+        self._override = _Override()
         temperature = _checks.check_temperature(temperature)
         if not self.learns_temperature and trainable_temperature is not False:
             raise ValueError(
@@ -72,29 +89,124 @@ class AnnealableLayer(keras.layers.Layer):
             constraint=MinimumTemperature() if trainable_temperature else None,
         )
 
-    def compute_output_shape(self, input_shape):
+    @contextlib.contextmanager
+    def override(
+        self,
+        *,
+        inference: str | None = None,
+        seed: keras.random.SeedGenerator | None = None,
+    ) -> Iterator[None]:
+        """Calls inside the context use another inference mode or seed.
+
+        The hook that `keras_gumbel.export` traces sampling endpoints with:
+        inside the context, `training=False` calls behave as with `inference`
+        (for example `"sample"`), and every draw comes from `seed`, a stand-in
+        generator that is not state of the layer, so it is neither tracked nor
+        saved. A function traced inside the context keeps that behaviour; the
+        layer itself is unchanged on exit, also after an error.
+
+        Args:
+            inference: One of the layer's `inference_modes`, or None to keep
+                the layer's own.
+            seed: A `keras.random.SeedGenerator` to draw from, or None to keep
+                the layer's own generator.
+
+        Example:
+
+        >>> import numpy as np
+        >>> import keras_gumbel
+        >>> layer = keras_gumbel.GumbelSoftmax(seed=0)
+        >>> logits = np.zeros((1000, 2), "float32")
+        >>> with layer.override(inference="sample"):
+        ...     sample = np.asarray(layer(logits))
+        >>> bool(0.4 < sample[:, 0].mean() < 0.6)  # random one-hot rows
+        True
+        >>> np.asarray(layer(logits[:1])).tolist()  # argmax again
+        [[1.0, 0.0]]
+        """
+        if inference is not None:
+            _checks.check_choice(inference, "inference", self.inference_modes)
+        if seed is not None and not isinstance(seed, keras.random.SeedGenerator):
+            raise TypeError(
+                _checks.invalid("seed", "None or a `keras.random.SeedGenerator`", seed)
+            )
+        previous = self._override
+        self._override = _Override(
+            inference or previous.inference, seed or previous.seed
+        )
+        try:
+            yield
+        finally:
+            self._override = previous
+
+    @property
+    def active_inference(self) -> str | None:
+        """The inference mode calls use now: `inference`, unless overridden."""
+        return self._override.inference or getattr(self, "inference", None)
+
+    @property
+    def active_seed(self) -> keras.random.SeedGenerator:
+        """The generator draws come from now: `seed_generator`, unless overridden."""
+        return self._override.seed or self.seed_generator
+
+    def compute_output_shape(self, input_shape: Shape) -> Shape:
         # A sample has the shape of its logits; ConcreteSelect, which mixes
         # features into `units` outputs, overrides this. Keras's own
         # `compute_mask` passes a mask on unchanged, as these layers want.
         return input_shape
 
-    def save_own_variables(self, store):
+    def save_own_variables(self, store: dict) -> None:
         super().save_own_variables(store)
         # Keras saves a layer's weights but not its seed generators, so a reloaded
         # layer would replay the samples it already drew; saving the state lets
         # training resume with the samples the original would have drawn next.
         store[_SEED_STATE_KEY] = self.seed_generator.state
 
-    def load_own_variables(self, store):
+    def load_own_variables(self, store: dict) -> None:
         keys = [key for key in store.keys() if key != _SEED_STATE_KEY]
         super().load_own_variables({key: store[key] for key in keys})
         # Files written before the state was saved restart the sequence.
         if _SEED_STATE_KEY in store:
             self.seed_generator.state.assign(store[_SEED_STATE_KEY])
 
-    def get_config(self):
+    def get_config(self) -> dict:
         config = super().get_config()
         config.update({"temperature": self.initial_temperature, "seed": self.seed})
         if self.learns_temperature:
             config["trainable_temperature"] = self.trainable_temperature
         return config
+
+
+@dataclasses.dataclass(frozen=True)
+class _Override:
+    # A plain value, not a list or a generator: Keras's attribute tracking
+    # leaves it alone, so a stand-in seed never becomes state of the layer.
+    inference: str | None = None
+    seed: keras.random.SeedGenerator | None = None
+
+
+def model_layers(model: keras.Model) -> list[keras.layers.Layer]:
+    """Every layer inside `model`, nested models and sublayers included, once each.
+
+    Keras has no public walk over nested sublayers (`model.layers` lists the
+    top level only), so this is the one place that uses its private one.
+    """
+    return list(model._flatten_layers(include_self=False, recursive=True))
+
+
+def annealable_layers(model: keras.Model) -> list[AnnealableLayer]:
+    """The `AnnealableLayer`s inside `model`, in the order Keras tracks them.
+
+    Example:
+
+    >>> import keras
+    >>> import keras_gumbel
+    >>> inputs = keras.Input((4,))
+    >>> outputs = keras_gumbel.GumbelSoftmax(name="choice")(inputs)
+    >>> model = keras.Model(inputs, outputs)
+    >>> [layer.name for layer in keras_gumbel.layers.annealable_layers(model)]
+    ['choice']
+    """
+    return [
+        layer for layer in model_layers(model) if isinstance(layer, AnnealableLayer)
+    ]

@@ -1,8 +1,10 @@
+from typing import Any
+
 import keras
 import numpy as np
-from keras import ops as kops
 
-from keras_gumbel import _checks, estimators
+from keras_gumbel import _checks, _numerics, ops
+from keras_gumbel._typing import Shape, TensorLike
 from keras_gumbel.layers._base import AnnealableLayer
 
 
@@ -84,14 +86,14 @@ class ConcreteSelect(AnnealableLayer):
 
     def __init__(
         self,
-        units,
-        temperature=10.0,
+        units: int,
+        temperature: float = 10.0,
         *,
-        duplicate_penalty=0.0,
-        unique=False,
-        seed=None,
-        **kwargs,
-    ):
+        duplicate_penalty: float = 0.0,
+        unique: bool = False,
+        seed: int | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(temperature, seed=seed, **kwargs)
         self.units = _checks.check_positive_int(units, "units")
         if isinstance(duplicate_penalty, bool) or not isinstance(
@@ -116,7 +118,7 @@ class ConcreteSelect(AnnealableLayer):
         self.duplicate_penalty = float(duplicate_penalty)
         self.unique = unique
 
-    def build(self, input_shape):
+    def build(self, input_shape: Shape) -> None:
         _check_rank(input_shape)
         features = input_shape[-1]
         if features is None:
@@ -142,16 +144,18 @@ class ConcreteSelect(AnnealableLayer):
             autocast=False,
         )
 
-    def call(self, inputs, training=None):
+    def call(self, inputs: TensorLike, training: bool | None = None) -> TensorLike:
         _check_rank(inputs.shape)
         if self.duplicate_penalty > 0:
             self.add_loss(self.duplicate_penalty * self.overlap())
         if training:
             sample = self._relaxed_selection()
-            return kops.matmul(inputs, kops.transpose(kops.cast(sample, inputs.dtype)))
-        return kops.take(inputs, self._indices(), axis=1)
+            return keras.ops.matmul(
+                inputs, keras.ops.transpose(keras.ops.cast(sample, inputs.dtype))
+            )
+        return keras.ops.take(inputs, self._indices(), axis=1)
 
-    def overlap(self):
+    def overlap(self) -> TensorLike:
         """Selection probability beyond 1 per feature, summed over features.
 
         `sum_j max(0, sum_i p_ij - 1)` with `p_i = softmax(logits_i)`: 0 when the
@@ -159,39 +163,41 @@ class ConcreteSelect(AnnealableLayer):
         selectors are sure of. The layer adds `duplicate_penalty` times this to
         its losses.
         """
-        probs = kops.softmax(self.logits, axis=-1)
-        return kops.sum(kops.relu(kops.sum(probs, axis=0) - 1.0))
+        probs = keras.ops.softmax(self.logits, axis=-1)
+        return keras.ops.sum(keras.ops.relu(keras.ops.sum(probs, axis=0) - 1.0))
 
     def _relaxed_selection(self):
-        temperature = kops.cast(self.temperature, self.logits.dtype)
         if not self.unique:
-            return estimators.gumbel_softmax(
-                self.logits, temperature, mask=None, seed=self.seed_generator
+            return ops.gumbel_softmax(
+                self.logits, self.temperature, seed=self.active_seed
             )
-        noise = estimators.gumbel_noise(self.logits, self.seed_generator)
+        temperature = keras.ops.cast(self.temperature, self.logits.dtype)
+        noise = ops.sample_gumbel(
+            self.logits.shape, self.logits.dtype, seed=self.active_seed
+        )
         # Selector i draws among the features the hard samples of selectors
         # 0..i-1 left free: Gumbel-Max sampling without replacement across
         # selectors, so a taken feature gives a later selector no gradient.
-        free = kops.ones((self.logits.shape[-1],), dtype="bool")
+        free = keras.ops.ones((self.logits.shape[-1],), dtype="bool")
         rows = []
         for i in range(self.units):
-            scores = estimators.masked_scores(self.logits[i], noise[i], free)
-            rows.append(estimators.tempered_softmax(scores, temperature))
-            free = free & ~kops.cast(estimators.one_hot_argmax(scores), "bool")
-        return kops.stack(rows)
+            scores = _numerics.masked_scores(self.logits[i], noise[i], free)
+            rows.append(_numerics.scaled_softmax(scores, temperature))
+            free = free & ~keras.ops.cast(_numerics.one_hot_max(scores), "bool")
+        return keras.ops.stack(rows)
 
     def _indices(self):
         if not self.unique:
-            return kops.argmax(self.logits, axis=-1)
-        free = kops.ones((self.logits.shape[-1],), dtype="bool")
+            return keras.ops.argmax(self.logits, axis=-1)
+        free = keras.ops.ones((self.logits.shape[-1],), dtype="bool")
         indices = []
         for i in range(self.units):
-            scores = estimators.masked_scores(self.logits[i], None, free)
-            indices.append(kops.argmax(scores))
-            free = free & ~kops.cast(estimators.one_hot_argmax(scores), "bool")
-        return kops.stack(indices)
+            scores = _numerics.masked_scores(self.logits[i], None, free)
+            indices.append(keras.ops.argmax(scores))
+            free = free & ~keras.ops.cast(_numerics.one_hot_max(scores), "bool")
+        return keras.ops.stack(indices)
 
-    def selected_indices(self):
+    def selected_indices(self) -> np.ndarray:
         """The feature index each selector picks in inference, shape `[units]`.
 
         Returns:
@@ -203,12 +209,12 @@ class ConcreteSelect(AnnealableLayer):
                 "ConcreteSelect has no selection yet: call it on an input first "
                 "(or build it) so that it knows the number of features."
             )
-        return kops.convert_to_numpy(self._indices()).astype("int64")
+        return keras.ops.convert_to_numpy(self._indices()).astype("int64")
 
-    def compute_output_shape(self, input_shape):
+    def compute_output_shape(self, input_shape: Shape) -> Shape:
         return (input_shape[0], self.units)
 
-    def get_config(self):
+    def get_config(self) -> dict:
         config = super().get_config()
         config.update(
             {

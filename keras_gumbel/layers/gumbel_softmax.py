@@ -1,9 +1,10 @@
+from typing import Any
+
 import keras
 
 from keras_gumbel import _checks, estimators, ops
+from keras_gumbel._typing import Shape, TensorLike
 from keras_gumbel.layers._base import AnnealableLayer
-
-INFERENCE_MODES = ("argmax", "softmax", "sample")
 
 
 @keras.saving.register_keras_serializable(package="keras_gumbel")
@@ -63,7 +64,7 @@ class GumbelSoftmax(AnnealableLayer):
     >>> layer = keras_gumbel.GumbelSoftmax(temperature=0.5, hard=True, seed=0)
     >>> logits = np.log(np.array([[0.7, 0.2, 0.1]], dtype="float32"))
     >>> sample = layer(logits, training=True)   # a random one-hot row
-    >>> float(np.sum(sample))
+    >>> float(keras.ops.sum(sample))
     1.0
     >>> np.asarray(layer(logits)).tolist()       # inference: argmax
     [[1.0, 0.0, 0.0]]
@@ -75,18 +76,20 @@ class GumbelSoftmax(AnnealableLayer):
           https://arxiv.org/abs/1611.00712)
     """
 
+    inference_modes = ("argmax", "softmax", "sample")
+
     def __init__(
         self,
-        temperature=1.0,
+        temperature: float = 1.0,
         *,
-        hard=False,
-        estimator=None,
-        axis=-1,
-        inference="argmax",
-        trainable_temperature=False,
-        seed=None,
-        **kwargs,
-    ):
+        hard: bool = False,
+        estimator: estimators.EstimatorLike = None,
+        axis: int = -1,
+        inference: str = "argmax",
+        trainable_temperature: bool = False,
+        seed: int | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(
             temperature,
             trainable_temperature=trainable_temperature,
@@ -98,13 +101,20 @@ class GumbelSoftmax(AnnealableLayer):
         self.hard = hard
         self.estimator = estimators.deserialize(estimator)
         self.axis = _checks.check_axis(axis, None)
-        self.inference = _checks.check_choice(inference, "inference", INFERENCE_MODES)
+        self.inference = _checks.check_choice(
+            inference, "inference", self.inference_modes
+        )
         self.supports_masking = True
 
-    def build(self, input_shape):
+    def build(self, input_shape: Shape) -> None:
         _checks.check_axis(self.axis, len(input_shape))
 
-    def call(self, inputs, training=None, mask=None):
+    def call(
+        self,
+        inputs: TensorLike,
+        training: bool | None = None,
+        mask: TensorLike | None = None,
+    ) -> TensorLike:
         if training:
             return ops.gumbel_softmax(
                 inputs,
@@ -113,11 +123,12 @@ class GumbelSoftmax(AnnealableLayer):
                 estimator=self.estimator,
                 axis=self.axis,
                 mask=mask,
-                seed=self.seed_generator,
+                seed=self.active_seed,
             )
-        if self.inference == "argmax":
+        inference = self.active_inference
+        if inference == "argmax":
             return ops.argmax_one_hot(inputs, axis=self.axis, mask=mask)
-        if self.inference == "softmax":
+        if inference == "softmax":
             return ops.tempered_softmax(
                 inputs, self.temperature, axis=self.axis, mask=mask
             )
@@ -127,10 +138,10 @@ class GumbelSoftmax(AnnealableLayer):
             hard=True,
             axis=self.axis,
             mask=mask,
-            seed=self.seed_generator,
+            seed=self.active_seed,
         )
 
-    def get_config(self):
+    def get_config(self) -> dict:
         config = super().get_config()
         config.update(
             {

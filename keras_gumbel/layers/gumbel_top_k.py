@@ -1,9 +1,10 @@
+from typing import Any
+
 import keras
 
-from keras_gumbel import _checks, estimators, ops
+from keras_gumbel import _checks, ops
+from keras_gumbel._typing import Shape, TensorLike
 from keras_gumbel.layers._base import AnnealableLayer
-
-INFERENCE_MODES = ("argmax", "softmax", "sample")
 
 
 @keras.saving.register_keras_serializable(package="keras_gumbel")
@@ -54,11 +55,12 @@ class GumbelTopK(AnnealableLayer):
     Example:
 
     >>> import numpy as np
+    >>> import keras
     >>> import keras_gumbel
     >>> layer = keras_gumbel.GumbelTopK(k=2, hard=True, seed=0)
     >>> logits = np.log(np.array([[0.5, 0.1, 0.3, 0.1]], dtype="float32"))
     >>> subset = layer(logits, training=True)   # a random 2-hot row
-    >>> float(np.sum(subset))
+    >>> float(keras.ops.sum(subset))
     2.0
     >>> np.asarray(layer(logits)).tolist()       # inference: the 2 largest
     [[1.0, 0.0, 1.0, 0.0]]
@@ -72,32 +74,41 @@ class GumbelTopK(AnnealableLayer):
     """
 
     learns_temperature = False
+    inference_modes = ("argmax", "softmax", "sample")
 
     def __init__(
         self,
-        k,
-        temperature=1.0,
+        k: int,
+        temperature: float = 1.0,
         *,
-        hard=False,
-        axis=-1,
-        inference="argmax",
-        seed=None,
-        **kwargs,
-    ):
+        hard: bool = False,
+        axis: int = -1,
+        inference: str = "argmax",
+        seed: int | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(temperature, seed=seed, **kwargs)
         self.k = _checks.check_positive_int(k, "k")
         _checks.check_bool(hard, "hard")
         self.hard = hard
         self.axis = _checks.check_axis(axis, None)
-        self.inference = _checks.check_choice(inference, "inference", INFERENCE_MODES)
+        self.inference = _checks.check_choice(
+            inference, "inference", self.inference_modes
+        )
         self.supports_masking = True
 
-    def build(self, input_shape):
+    def build(self, input_shape: Shape) -> None:
         axis = _checks.check_axis(self.axis, len(input_shape))
-        ops.check_k(self.k, input_shape[axis])
+        _checks.check_positive_int(self.k, "k", 1, input_shape[axis])
 
-    def call(self, inputs, training=None, mask=None):
-        if training or self.inference == "sample":
+    def call(
+        self,
+        inputs: TensorLike,
+        training: bool | None = None,
+        mask: TensorLike | None = None,
+    ) -> TensorLike:
+        inference = self.active_inference
+        if training or inference == "sample":
             return ops.gumbel_top_k(
                 inputs,
                 self.k,
@@ -105,26 +116,15 @@ class GumbelTopK(AnnealableLayer):
                 hard=self.hard or not training,
                 axis=self.axis,
                 mask=mask,
-                seed=self.seed_generator,
+                seed=self.active_seed,
             )
-        k = self.k
-        if self.inference == "argmax":
+        if inference == "argmax":
+            return ops.top_k_hot(inputs, self.k, axis=self.axis, mask=mask)
+        return ops.relaxed_top_k(
+            inputs, self.k, self.temperature, axis=self.axis, mask=mask
+        )
 
-            def mode(logits, category_mask, _):
-                return ops.top_k_hot(
-                    estimators.masked_scores(logits, None, category_mask), k
-                )
-
-            return ops.on_category_axis(mode, inputs, 1.0, self.axis, mask)
-
-        def relax(logits, category_mask, temperature):
-            return ops.relaxed_top_k(
-                estimators.masked_scores(logits, None, category_mask), k, temperature
-            )
-
-        return ops.on_category_axis(relax, inputs, self.temperature, self.axis, mask)
-
-    def get_config(self):
+    def get_config(self) -> dict:
         config = super().get_config()
         config.update(
             {

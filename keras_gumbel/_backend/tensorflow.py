@@ -1,0 +1,157 @@
+"""TensorFlow fast paths: Philox noise, replica fold-in, XLA, TFLite's stateful seeds.
+
+TensorFlow is imported inside the functions, so this module imports (and its
+doctests collect) where TensorFlow is not installed.
+"""
+
+from typing import NoReturn
+
+import keras
+import numpy as np
+from keras import ops
+
+from keras_gumbel._backend import portable
+
+__all__ = [
+    "StatefulOpSeed",
+    "argmax",
+    "gumbel_from_uniform",
+    "one_hot",
+    "scaled_softmax",
+    "softmax_vjp",
+    "softmax_vjp_scores",
+    "temperature_needs_gradient",
+    "uniform",
+]
+
+gumbel_from_uniform = portable.gumbel_from_uniform
+scaled_softmax = portable.scaled_softmax
+softmax_vjp = portable.softmax_vjp
+softmax_vjp_scores = portable.softmax_vjp_scores
+temperature_needs_gradient = portable.temperature_needs_gradient
+
+
+class StatefulOpSeed(keras.random.SeedGenerator):
+    """Draws with TensorFlow's stateful `RandomUniform` op instead of Philox.
+
+    TFLite has a builtin kernel (`RANDOM_UNIFORM`) for the stateful op and none
+    for the stateless ones, so `keras_gumbel.export.to_tflite` traces the layers
+    with these seeds in place of their `SeedGenerator`s. The k-th draw gets the
+    op seeds `(seed, stream * 2**16 + k)`, so draws in one graph differ, and the
+    converted model draws fresh numbers on every invocation. Graph tracing only:
+    it has no state variable and `next()` is not available.
+    """
+
+    def __init__(self, seed: int, stream: int) -> None:
+        # No `super().__init__()`: that would create a state variable, which a
+        # stand-in seed traced into a TFLite graph must not have.
+        self.seed = int(seed)
+        self.stream = int(stream)
+        self.draws = 0
+
+    def next(self, ordered: bool = True) -> NoReturn:
+        raise NotImplementedError(
+            "StatefulOpSeed only seeds TensorFlow's stateful random ops."
+        )
+
+    def op_seeds(self) -> tuple[int, int]:
+        self.draws += 1
+        return self.seed, self.stream * 2**16 + self.draws
+
+
+def _replica_id():
+    """The replica's index in a multi-replica `tf.distribute` step, else None."""
+    import tensorflow as tf
+
+    if not tf.distribute.has_strategy() or tf.distribute.in_cross_replica_context():
+        return None
+    context = tf.distribute.get_replica_context()
+    if context.num_replicas_in_sync == 1:
+        return None
+    return context.replica_id_in_sync_group
+
+
+def _in_xla_context():
+    """True while tracing for XLA (`jit_compile=True`), False if unknown."""
+    import tensorflow as tf
+
+    try:
+        from tensorflow.python.ops import control_flow_util
+    except ImportError:
+        return False
+    return control_flow_util.GraphOrParentsInXlaContext(
+        tf.compat.v1.get_default_graph()
+    )
+
+
+def _stateless_seed(seed):
+    """An int32 `[2]` Philox seed from a checked seed, folded in per replica."""
+    import tensorflow as tf
+
+    if isinstance(seed, keras.random.SeedGenerator):
+        seed = seed.next()
+    elif seed is None:
+        # A fresh seed from Keras's global generator: different on every call,
+        # also inside a traced function.
+        seed = keras.random.randint((2,), 0, 2**31 - 1, dtype="int32")
+    else:
+        seed = tf.constant([seed & 0x7FFFFFFF, 0], dtype=tf.int32)
+    # Under a tf.distribute strategy every replica reads the same mirrored
+    # SeedGenerator state, so without this each replica would draw the same
+    # noise for its share of the batch.
+    replica_id = _replica_id()
+    if replica_id is not None:
+        seed = tf.random.experimental.stateless_fold_in(seed, replica_id)
+    # XLA wants int32 seeds; SeedGenerator state is int64 on TensorFlow.
+    return tf.cast(tf.math.floormod(seed, tf.int32.max - 1), tf.int32)
+
+
+def uniform(shape, dtype, seed):
+    """`U[tiny, 1)` from a Philox stateless draw (or TFLite's stateful op).
+
+    `keras.random.uniform` uses TensorFlow's default stateless algorithm, which
+    XLA compiles badly on CPU; Philox compiles to the speed of graph mode
+    (docs/performance.md).
+    """
+    import tensorflow as tf
+
+    tiny = np.finfo(dtype).tiny
+    if isinstance(seed, StatefulOpSeed):
+        op_seed, op_seed2 = seed.op_seeds()
+        draw = tf.raw_ops.RandomUniform(
+            shape=shape, dtype=dtype, seed=op_seed, seed2=op_seed2
+        )
+        return tf.maximum(draw, tiny)
+    draw = tf.random.stateless_uniform(
+        shape,
+        seed=_stateless_seed(seed),
+        minval=tiny,
+        maxval=1.0,
+        dtype=dtype,
+        alg="philox",
+    )
+    if _in_xla_context():
+        # XLA on CPU expands Philox into blocks of four numbers, and a consumer
+        # fused into that loop in another layout (`logits + noise`) recomputes
+        # each block four times. A second consumer (a reduction) makes XLA
+        # materialise the draw once; `0 * min` is exactly 0 (the draw is finite),
+        # so the values are unchanged.
+        draw = draw + 0.0 * tf.reduce_min(draw)
+    return draw
+
+
+def argmax(scores):
+    """TensorFlow's own argmax: one pass, and TFLite's `ARG_MAX`.
+
+    `keras.ops.argmax` masks the sign bit to order negative zeros, and TFLite
+    has no builtin op for that `BitwiseAnd`, so models using it do not convert
+    (`keras_gumbel.export.to_tflite`).
+    """
+    import tensorflow as tf
+
+    return tf.math.argmax(scores, axis=-1, output_type=tf.int32)
+
+
+def one_hot(index, count, dtype):
+    """Keras's one-hot: one fused kernel on TensorFlow, and TFLite's `ONE_HOT`."""
+    return ops.one_hot(index, count, dtype=dtype)

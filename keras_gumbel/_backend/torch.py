@@ -1,0 +1,114 @@
+"""PyTorch fast paths: fewer kernels and fewer fresh tensors for the same values.
+
+PyTorch runs eagerly, one kernel and usually one new tensor per operation, and
+on CPU every new tensor costs a round of page faults; so these paths fuse
+operations or work in place where the result is the same (docs/backends.md has
+the timings). PyTorch is imported inside the functions, so this module imports
+where PyTorch is not installed.
+"""
+
+import keras
+import numpy as np
+
+from keras_gumbel._backend import portable
+
+__all__ = [
+    "argmax",
+    "gumbel_from_uniform",
+    "one_hot",
+    "scaled_softmax",
+    "softmax_vjp",
+    "softmax_vjp_scores",
+    "temperature_needs_gradient",
+    "uniform",
+]
+
+argmax = portable.argmax
+one_hot = portable.one_hot
+softmax_vjp = portable.softmax_vjp
+
+_MASK_64 = 2**64 - 1
+
+
+def _mix_seed(seed):
+    """A 32-bit seed for a `torch.Generator`, mixing both words of a Keras seed.
+
+    Keras seeds a `torch.Generator` with `(seed + counter) mod 2**32`, so the
+    generators seeded 11 and 12 draw the same numbers one call apart, and two
+    layers with nearby seeds share their noise. The CPU generator keeps only 32
+    bits of its seed, so both words go through the SplitMix64 finaliser (Steele
+    et al., 2014) and its low 32 bits seed it instead.
+    """
+    if seed is None:
+        return int(keras.random.randint((), 0, 2**31 - 1, dtype="int32"))
+    if isinstance(seed, keras.random.SeedGenerator):
+        first, second = (int(word) for word in keras.ops.convert_to_numpy(seed.next()))
+    else:
+        first, second = seed, 0
+    x = (((first & 0xFFFFFFFF) << 32) | (second & 0xFFFFFFFF)) + 0x9E3779B97F4A7C15
+    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & _MASK_64
+    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & _MASK_64
+    return (x ^ (x >> 31)) & 0xFFFFFFFF
+
+
+def uniform(shape, dtype, seed):
+    """`U[tiny, 1)` from one `torch.rand` and an in-place clamp.
+
+    `keras.random.uniform` adds `(maxval - minval) * u + minval` and the caller a
+    separate `maximum`: three passes over the draw that change nothing here.
+    """
+    import torch
+
+    device = keras.ops.convert_to_tensor(0.0).device
+    torch_dtype = getattr(torch, dtype)
+    if device.type == "meta":
+        # Symbolic shape inference: generators do not exist on this device.
+        return torch.rand(shape, dtype=torch_dtype, device=device)
+    generator = torch.Generator(device=device)
+    generator.manual_seed(_mix_seed(seed))
+    draw = torch.rand(shape, generator=generator, dtype=torch_dtype, device=device)
+    return draw.clamp_min_(np.finfo(dtype).tiny)
+
+
+def gumbel_from_uniform(uniforms):
+    """`-log(-log(u))` in place: the draw is fresh and no one else holds it."""
+    return uniforms.log_().neg_().log_().neg_()
+
+
+def temperature_needs_gradient(temperature):
+    """PyTorch computes whatever a backward function returns, so ask autograd."""
+    return bool(getattr(temperature, "requires_grad", True))
+
+
+def softmax_vjp_scores(probs, upstream, temperature):
+    """`probs * (upstream - sum(upstream * probs)) / temperature`, one new tensor."""
+    d_scores = upstream * probs
+    inner = d_scores.sum(dim=-1, keepdim=True)
+    return d_scores.addcmul_(probs, inner, value=-1).div_(temperature)
+
+
+def scaled_softmax(scores, temperature):
+    """`torch.softmax` where it gives what the shifted softmax gives; else None.
+
+    The fused kernel and its own backward cost two kernels where the shifted
+    softmax with its hand-written gradient costs about a dozen. It gives a row
+    with no finite score NaN instead of zeros, and autograd would give a
+    trained temperature `0 * inf` from a `-inf` score, so those cases (and
+    tracing, where the row check cannot run) return None.
+    """
+    import torch
+
+    # `torch.compiler.is_compiling` is new in PyTorch 2.3; before it, a compiled
+    # function gets a graph break at the row check, and the same values.
+    compiling = getattr(torch.compiler, "is_compiling", lambda: False)()
+    if temperature.requires_grad or scores.device.type == "meta" or compiling:
+        return None
+    with torch.no_grad():
+        row_max = torch.amax(scores, dim=-1, keepdim=True)
+    if not bool(torch.all(row_max > float("-inf"))):
+        return None
+    # Shifted before scaling so that a tiny temperature cannot overflow; the
+    # shift changes neither the softmax nor its gradient. In place: the
+    # shifted scores are a fresh tensor.
+    shifted = scores - row_max
+    return torch.softmax(shifted.div_(temperature), dim=-1)

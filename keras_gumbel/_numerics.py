@@ -1,0 +1,278 @@
+"""Last-axis primitives in the working dtype, shared by every family.
+
+Inputs here are already validated, cast to the working dtype (float32, or
+float64 for float64 inputs) and have the category axis last; `keras_gumbel.ops`
+does that for its callers. Scores are logits, possibly perturbed by noise, with
+`-inf` marking a category that cannot be chosen. Every function keeps those
+categories at exactly 0 with exactly 0 gradient and never produces NaN or inf,
+also for a row with no finite score.
+"""
+
+from typing import Any
+
+import keras
+import numpy as np
+from keras import ops
+
+from keras_gumbel import _backend
+from keras_gumbel._typing import TensorLike
+
+__all__ = [
+    "allowed",
+    "argmax",
+    "masked_scores",
+    "one_hot_max",
+    "relaxed_top_k",
+    "row_max",
+    "scaled_softmax",
+    "straight_through",
+    "straight_through_one_hot",
+    "tiny",
+    "top_k_hot",
+    "underflow_bound",
+    "working_dtype",
+]
+
+
+def working_dtype(dtype: Any) -> str:
+    """float64 stays float64; every other float computes in float32."""
+    return (
+        "float64" if keras.backend.standardize_dtype(dtype) == "float64" else "float32"
+    )
+
+
+def tiny(dtype: Any) -> float:
+    """The smallest positive normal number of `dtype`."""
+    return float(np.finfo(keras.backend.standardize_dtype(dtype)).tiny)
+
+
+def underflow_bound(dtype: Any) -> float:
+    """A `bound` with `exp(-bound) == 0` exactly in `dtype`.
+
+    It lies below half the smallest subnormal, so clamping scaled scores at
+    `-bound` changes no output value while keeping `0 * inf` out of gradients.
+    """
+    return 750.0 if keras.backend.standardize_dtype(dtype) == "float64" else 110.0
+
+
+def masked_scores(logits, noise, mask):
+    """`logits + noise` (or `logits`), with masked categories set to `-inf`.
+
+    The mask goes through `where`, so masked logits get exactly zero gradient.
+    """
+    scores = logits + noise if noise is not None else logits
+    if mask is not None:
+        scores = ops.where(mask, scores, ops.cast(float("-inf"), scores.dtype))
+    return scores
+
+
+def allowed(scores):
+    """True where a category can be chosen (a finite score)."""
+    return scores > float("-inf")
+
+
+def row_max(scores):
+    """Stop-gradient row maximum (0 for rows with no finite score) and validity."""
+    maximum = ops.max(scores, axis=-1, keepdims=True)
+    valid = maximum > float("-inf")
+    maximum = ops.where(valid, maximum, ops.zeros_like(maximum))
+    return ops.stop_gradient(maximum), valid
+
+
+def _shifted_softmax(scores, temperature):
+    """`softmax(scores / temperature)`, and the row maximum it was shifted by.
+
+    The scores are shifted by their row maximum before scaling, so the scaled
+    scores lie in `[-inf, 0]` and neither huge scores nor tiny temperatures
+    overflow.
+    """
+    maximum, valid = row_max(scores)
+    # In [-inf, 0]: -inf (or an overflow to it) gives an exact 0 below.
+    unnormalised = ops.exp((scores - maximum) / temperature)
+    total = ops.sum(unnormalised, axis=-1, keepdims=True)
+    total = ops.where(valid, total, ops.ones_like(total))
+    return unnormalised / total, maximum
+
+
+def _shifted_softmax_vjp(probs, scores, maximum, temperature, upstream):
+    """Gradients of `_shifted_softmax` for the scores and the temperature.
+
+    The softmax VJP is exactly 0 wherever `probs` is 0 (masked, `-inf` or
+    underflowed categories, empty rows). `maximum` is only read for the
+    temperature's gradient, and may be None when the temperature needs none.
+    """
+    backend = _backend.current()
+    if not backend.temperature_needs_gradient(temperature):
+        return backend.softmax_vjp_scores(probs, upstream, temperature), None
+    d_scaled = backend.softmax_vjp(probs, upstream)
+    # d scaled / d temperature = -scaled / temperature. The scaled scores are
+    # recomputed (the same operations, so the same values) rather than kept
+    # from the forward pass, which would hold a second tensor of the input's
+    # size for a gradient that is rarely asked for. They are clamped at
+    # -bound, where d_scaled is 0, so that 0 * inf never appears.
+    scaled = (scores - maximum) / temperature
+    bound = underflow_bound(scaled.dtype)
+    d_temperature = -ops.sum(d_scaled * ops.maximum(scaled, -bound))
+    return d_scaled / temperature, d_temperature / temperature
+
+
+def _upstream(args, upstream):
+    # Keras passes the output gradient positionally on some backends and as
+    # `upstream` on others.
+    if upstream is None:
+        (upstream,) = args
+    return upstream
+
+
+def _softmax_and_maximum(scores, temperature):
+    """The softmax for a backward pass: the backend's fused one where exact."""
+    probs = _backend.current().scaled_softmax(scores, temperature)
+    if probs is not None:
+        # The fused path runs only when the temperature needs no gradient,
+        # which is also when the VJP needs no row maximum.
+        return probs, None
+    return _shifted_softmax(scores, temperature)
+
+
+def scaled_softmax(scores, temperature):
+    """`softmax(scores / temperature)` that never produces inf or NaN.
+
+    Scores of `-inf` give exactly 0, a row with no finite score gives all
+    zeros, and neither huge scores nor tiny temperatures overflow. The gradient
+    is written by hand, `probs * (upstream - sum(upstream * probs)) /
+    temperature`, so it is exactly 0 wherever the output is 0 and finite with
+    respect to the temperature as well; autodiff of the shifted graph would
+    take twice the passes and need a clamp in the forward pass. Where a
+    backend's fused softmax gives the same values (PyTorch, without a trained
+    temperature), that runs instead.
+    """
+
+    @ops.custom_gradient
+    def relax(scores, temperature):
+        probs, maximum = _shifted_softmax(scores, temperature)
+
+        def grad(*args, upstream=None):
+            upstream = _upstream(args, upstream)
+            return _shifted_softmax_vjp(probs, scores, maximum, temperature, upstream)
+
+        return probs, grad
+
+    temperature = ops.cast(ops.convert_to_tensor(temperature), scores.dtype)
+    probs = _backend.current().scaled_softmax(scores, temperature)
+    if probs is not None:
+        return probs
+    return relax(scores, temperature)
+
+
+def argmax(scores):
+    """Index of the row maximum along the last axis, the first one on ties."""
+    return _backend.current().argmax(scores)
+
+
+def one_hot_max(scores):
+    """One-hot of the row maximum; all zeros for a row with no finite score."""
+    count = ops.shape(scores)[-1]
+    valid = ops.max(scores, axis=-1) > float("-inf")
+    # Index -1 one-hot encodes to all zeros: one `where` on the indices instead
+    # of one on the whole one-hot tensor.
+    index = ops.where(valid, argmax(scores), -1)
+    return _backend.current().one_hot(index, count, scores.dtype)
+
+
+def straight_through(hard, soft):
+    """Forward value `hard`, gradient of `soft`, with `hard` exact in the forward.
+
+    Written `hard + (soft - stop_gradient(soft))`: the bracket is exactly 0 in
+    floating point, whereas `hard + soft - stop_gradient(soft)` is not.
+    """
+    return hard + (soft - ops.stop_gradient(soft))
+
+
+def straight_through_one_hot(scores, temperature):
+    """`one_hot_max(scores)` with the gradient of `scaled_softmax(scores, t)`.
+
+    The values and gradients of `straight_through(one_hot_max(scores),
+    scaled_softmax(scores, temperature))`, with the relaxed sample computed in
+    the backward pass only: a forward pass without gradients (sampling,
+    inference) makes no softmax at all, and one with gradients saves the two
+    passes of the `hard + (soft - stop_gradient(soft))` trick.
+    """
+
+    @ops.custom_gradient
+    def sample(scores, temperature):
+        def grad(*args, upstream=None):
+            upstream = _upstream(args, upstream)
+            probs, maximum = _softmax_and_maximum(scores, temperature)
+            return _shifted_softmax_vjp(probs, scores, maximum, temperature, upstream)
+
+        return one_hot_max(scores), grad
+
+    temperature = ops.cast(ops.convert_to_tensor(temperature), scores.dtype)
+    return sample(scores, temperature)
+
+
+def top_k_hot(scores: TensorLike, k: int) -> TensorLike:
+    """k-hot of the `k` largest finite scores along the last axis.
+
+    Scores of `-inf` are never chosen, so a row with fewer than `k` finite
+    scores has only those set; each element is exactly 0.0 or 1.0.
+    """
+    values, indices = ops.top_k(scores, k)
+    chosen = ops.cast(values > float("-inf"), scores.dtype)
+    hot = ops.one_hot(indices, ops.shape(scores)[-1], dtype=scores.dtype)
+    return ops.sum(hot * ops.expand_dims(chosen, -1), axis=-2)
+
+
+def _log_one_minus_softmax(scores, temperature):
+    """`log(1 - softmax(scores / temperature))`, accurate where the softmax is 1.
+
+    For every category but the row maximum the softmax is at most 1/2, so
+    `log1p(-a)` is accurate. For the maximum, `1 - a` cancels catastrophically;
+    there it is `logsumexp(others) - logsumexp(all)` of the scaled scores, exact
+    in floating point. Shifted scores are clamped at `-bound * temperature` (where
+    the softmax is exactly 0) before scaling, as in `scaled_softmax`, so that no
+    intermediate or gradient is infinite.
+
+    Returns the log and a boolean marking the row maximum whose softmax is exactly
+    1 (no other category has a non-zero softmax): its true log is below what the
+    dtype can resolve, and the caller removes that category instead.
+    """
+    maximum, _ = row_max(scores)
+    bound = underflow_bound(scores.dtype) * temperature
+    shifted = ops.maximum(scores - maximum, -bound)
+    is_max = ops.cast(ops.one_hot(argmax(scores), ops.shape(scores)[-1]), "bool")
+    others = ops.where(is_max, -bound, shifted)
+    saturated = is_max & ~ops.any(others > -bound, axis=-1, keepdims=True)
+    scaled = shifted / temperature
+    log_rest = ops.logsumexp(ops.where(is_max, -bound / temperature, scaled), axis=-1)
+    log_max_complement = ops.expand_dims(log_rest - ops.logsumexp(scaled, axis=-1), -1)
+    probs = scaled_softmax(scores, temperature)
+    # Keep the unused branch finite: `where` passes 0 * inf = NaN gradients.
+    log_complement = ops.log1p(-ops.where(is_max, ops.zeros_like(probs), probs))
+    return ops.where(is_max, log_max_complement, log_complement), saturated
+
+
+def relaxed_top_k(scores: TensorLike, k: int, temperature: TensorLike) -> TensorLike:
+    """Relaxed k-hot of `scores` along the last axis (Xie & Ermon 2019).
+
+    Round `j` of `k` takes `a_j = softmax(alpha_j / temperature)` and updates
+    `alpha_{j+1} = alpha_j + log(1 - a_j)`; the result is `sum_j a_j`, which sums
+    to `min(k, number of finite scores)`: rounds beyond the number of allowed
+    categories add nothing. A category whose `a_j` is exactly 1 in floating point
+    is removed from later rounds, which is the limit of the update.
+    """
+    count = ops.sum(ops.cast(allowed(scores), scores.dtype), axis=-1, keepdims=True)
+    alpha = scores
+    total = ops.zeros_like(scores)
+    for round_index in range(k):
+        probs = scaled_softmax(alpha, temperature)
+        active = ops.cast(count > round_index, scores.dtype)
+        total = total + probs * active
+        if round_index + 1 < k:
+            log_complement, saturated = _log_one_minus_softmax(alpha, temperature)
+            alpha = ops.where(
+                saturated,
+                ops.cast(float("-inf"), scores.dtype),
+                alpha + log_complement,
+            )
+    return total

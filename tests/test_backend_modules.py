@@ -1,0 +1,108 @@
+"""`keras_gumbel._backend`: every backend module offers the whole interface, and
+the running backend's fast paths give what the portable defaults give."""
+
+import importlib
+
+import keras
+import numpy as np
+import pytest
+
+from keras_gumbel import _backend
+from keras_gumbel._backend import portable
+from tests import testing
+
+BACKEND_MODULES = ("tensorflow", "torch", "jax")
+
+
+@pytest.mark.parametrize("name", BACKEND_MODULES)
+def test_every_backend_module_defines_the_portable_interface(name):
+    # Importing must not need the backend's library: each imports it lazily.
+    module = importlib.import_module(f"keras_gumbel._backend.{name}")
+    missing = [
+        entry
+        for entry in portable.__all__
+        if not callable(getattr(module, entry, None))
+    ]
+    assert not missing, f"{name} lacks {missing}"
+    assert set(portable.__all__) <= set(module.__all__)
+
+
+def test_current_is_the_running_backend():
+    module = _backend.current()
+    assert module.__name__ == f"keras_gumbel._backend.{keras.backend.backend()}"
+    assert _backend.name() == keras.backend.backend()
+
+
+def scores(shape=(64, 7), seed=0):
+    values = np.random.default_rng(seed).normal(size=shape).astype("float32")
+    values[0, 3] = -np.inf  # a category that cannot be chosen
+    values[1, :] = [5.0, 5.0] + [0.0] * (shape[1] - 2)  # a tie: the first wins
+    return values
+
+
+def test_argmax_and_one_hot_match_the_portable_forms():
+    x = keras.ops.convert_to_tensor(scores())
+    module = _backend.current()
+    np.testing.assert_array_equal(
+        testing.to_numpy(module.argmax(x)), testing.to_numpy(portable.argmax(x))
+    )
+    index = keras.ops.convert_to_tensor(np.array([0, 3, -1, 6], "int32"))
+    np.testing.assert_array_equal(
+        testing.to_numpy(module.one_hot(index, 7, "float32")),
+        testing.to_numpy(portable.one_hot(index, 7, "float32")),
+    )
+    # Index -1 is the empty row of `_numerics.one_hot_max`.
+    assert testing.to_numpy(module.one_hot(index, 7, "float32"))[2].sum() == 0.0
+
+
+def test_gumbel_from_uniform_matches_the_portable_form():
+    u = np.random.default_rng(1).uniform(1e-30, 1.0, size=(128,)).astype("float32")
+    module = _backend.current()
+    fast = module.gumbel_from_uniform(keras.ops.convert_to_tensor(u.copy()))
+    # Float32 rounding: relative near the noise's values, absolute near its zero.
+    expected = -np.log(-np.log(u.astype("float64")))
+    np.testing.assert_allclose(testing.to_numpy(fast), expected, rtol=1e-6, atol=1e-6)
+
+
+def test_scaled_softmax_when_fused_equals_the_definition():
+    module = _backend.current()
+    x = keras.ops.convert_to_tensor(scores())
+    temperature = keras.ops.convert_to_tensor(0.5)
+    fused = module.scaled_softmax(x, temperature)
+    if fused is None:
+        assert module.scaled_softmax is portable.scaled_softmax
+        return
+    expected = np.exp(scores() / 0.5 - np.max(scores() / 0.5, axis=-1, keepdims=True))
+    expected /= expected.sum(axis=-1, keepdims=True)
+    np.testing.assert_allclose(testing.to_numpy(fused), expected, rtol=1e-5, atol=1e-7)
+
+
+def test_softmax_vjp_matches_the_portable_form():
+    module = _backend.current()
+    rng = np.random.default_rng(2)
+    probs = rng.dirichlet(np.ones(5), size=(3, 4)).astype("float32")
+    upstream = rng.normal(size=(3, 4, 5)).astype("float32")
+    convert = keras.ops.convert_to_tensor
+    np.testing.assert_allclose(
+        testing.to_numpy(module.softmax_vjp(convert(probs), convert(upstream))),
+        testing.to_numpy(portable.softmax_vjp(convert(probs), convert(upstream))),
+        rtol=1e-6,
+        atol=1e-7,
+    )
+    np.testing.assert_allclose(
+        testing.to_numpy(
+            module.softmax_vjp_scores(convert(probs), convert(upstream), convert(0.5))
+        ),
+        testing.to_numpy(
+            portable.softmax_vjp_scores(convert(probs), convert(upstream), convert(0.5))
+        ),
+        rtol=1e-6,
+        atol=1e-7,
+    )
+
+
+@pytest.mark.parametrize("dtype", ["float32", testing.FLOAT64])
+def test_uniform_draw_lies_in_tiny_to_one(dtype):
+    draw = testing.to_numpy(_backend.current().uniform((4096,), dtype, 3))
+    assert draw.dtype == np.dtype(dtype)
+    assert draw.min() >= np.finfo(dtype).tiny and draw.max() < 1.0
