@@ -494,12 +494,7 @@ def gumbel_top_k(
     >>> round(float(keras.ops.sum(relaxed)), 4)
     2.0
 
-    Reference:
-        - [Xie & Ermon, 2019. Reparameterizable Subset Sampling via Continuous
-          Relaxations](https://arxiv.org/abs/1901.10517)
-        - [Kool et al., 2019. Stochastic Beams and Where to Find Them: The
-          Gumbel-Top-k Trick for Sampling Sequences Without Replacement](
-          https://arxiv.org/abs/1903.06059)
+    References are listed under `keras_gumbel.GumbelTopK`, the layer form.
     """
     k = _checks.check_positive_int(k, "k")
     temperature = _checks.check_temperature(temperature)

@@ -63,13 +63,8 @@ def exponential(
 ) -> TensorLike:
     """Draws `Exponential(1)` noise, `-log(u)`, strictly positive and finite.
 
-    Args:
-        shape: Shape of the draw.
-        dtype: Output dtype (floating point).
-        seed: None, an int or a `keras.random.SeedGenerator`, as for `uniform`.
-
-    Returns:
-        A tensor of shape `shape` and dtype `dtype`.
+    Takes `shape`, `dtype` and `seed` as `uniform` does, and returns a tensor of
+    that shape and dtype.
     """
     compute_dtype = _compute_dtype(dtype)
     draw = -keras.ops.log(uniform(shape, compute_dtype, seed))
@@ -79,13 +74,8 @@ def exponential(
 def gumbel(shape: Shape, dtype: str = "float32", seed: SeedLike = None) -> TensorLike:
     """Draws standard Gumbel noise `-log(-log(u))`, always finite.
 
-    Args:
-        shape: Shape of the draw.
-        dtype: Output dtype (floating point).
-        seed: None, an int or a `keras.random.SeedGenerator`, as for `uniform`.
-
-    Returns:
-        A tensor of shape `shape` and dtype `dtype`.
+    Takes `shape`, `dtype` and `seed` as `uniform` does, and returns a tensor of
+    that shape and dtype; `keras_gumbel.ops.sample_gumbel` is the same draw.
     """
     seed = _checks.check_seed(seed)
     backend = _backend.current()

@@ -15,21 +15,25 @@ BACKEND_MODULES = ("tensorflow", "torch", "jax")
 
 
 @pytest.mark.parametrize("name", BACKEND_MODULES)
-def test_every_backend_module_defines_the_portable_interface(name):
+def test_every_fast_path_belongs_to_the_portable_interface(name):
     # Importing must not need the backend's library: each imports it lazily.
     module = importlib.import_module(f"keras_gumbel._backend.{name}")
-    missing = [
-        entry
-        for entry in portable.__all__
-        if not callable(getattr(module, entry, None))
-    ]
-    assert not missing, f"{name} lacks {missing}"
-    assert set(portable.__all__) <= set(module.__all__)
+    extras = {"StatefulOpSeed"}  # export's stand-in seed for TFLite graphs
+    stray = set(module.__all__) - set(portable.__all__) - extras
+    assert not stray, f"{name} defines {stray}, which nothing calls"
+    for operation in set(module.__all__) - extras:
+        assert callable(getattr(module, operation))
 
 
-def test_current_is_the_running_backend():
-    module = _backend.current()
-    assert module.__name__ == f"keras_gumbel._backend.{keras.backend.backend()}"
+def test_current_fills_in_the_portable_defaults():
+    paths = _backend.current()
+    module = importlib.import_module(f"keras_gumbel._backend.{keras.backend.backend()}")
+    for operation in portable.__all__:
+        expected = getattr(module, operation, getattr(portable, operation))
+        assert getattr(paths, operation) is expected
+
+
+def test_name_is_the_running_backend():
     assert _backend.name() == keras.backend.backend()
 
 
@@ -70,8 +74,7 @@ def test_scaled_softmax_when_fused_equals_the_definition():
     temperature = keras.ops.convert_to_tensor(0.5)
     fused = module.scaled_softmax(x, temperature)
     if fused is None:
-        assert module.scaled_softmax is portable.scaled_softmax
-        return
+        return  # this backend has no fused softmax; callers take their own
     expected = np.exp(scores() / 0.5 - np.max(scores() / 0.5, axis=-1, keepdims=True))
     expected /= expected.sum(axis=-1, keepdims=True)
     np.testing.assert_allclose(testing.to_numpy(fused), expected, rtol=1e-5, atol=1e-7)

@@ -2,14 +2,15 @@
 
 Everything else in the package is written against `keras.ops` and calls
 `current()` for the few operations where a backend has a faster or more
-portable form of the same values. `portable` holds the default of each; a
-backend module defines every name of `portable.__all__`, either its own fast
-path or the portable default, so a caller never needs to know which it got.
-Where a new fast path goes: docs/architecture.md.
+portable form of the same values. `portable` defines the interface, one
+function per operation with its portable default; a backend module defines only
+the functions it does differently, and `current()` fills in the rest. Where a
+new fast path goes: docs/architecture.md.
 """
 
+import functools
 import importlib
-from types import ModuleType
+import types
 
 import keras
 
@@ -29,10 +30,21 @@ def name() -> str:
     return keras.backend.backend()
 
 
-def current() -> ModuleType:
-    """The module of fast paths for the running Keras backend.
+def current() -> types.SimpleNamespace:
+    """The interface of `portable`, with the running backend's fast paths in it.
 
-    Backends without fast paths of their own (NumPy, OpenVINO) get `portable`.
+    Backends without fast paths of their own (NumPy, OpenVINO) get `portable`'s
+    functions throughout.
     """
-    module = _MODULES.get(name())
-    return portable if module is None else importlib.import_module(module)
+    return _paths(name())
+
+
+@functools.cache
+def _paths(backend: str) -> types.SimpleNamespace:
+    module = importlib.import_module(_MODULES[backend]) if backend in _MODULES else None
+    return types.SimpleNamespace(
+        **{
+            operation: getattr(module, operation, getattr(portable, operation))
+            for operation in portable.__all__
+        }
+    )

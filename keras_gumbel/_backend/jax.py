@@ -4,22 +4,7 @@ from keras import ops
 
 from keras_gumbel._backend import portable
 
-__all__ = [
-    "argmax",
-    "gumbel_from_uniform",
-    "one_hot",
-    "scaled_softmax",
-    "softmax_vjp",
-    "softmax_vjp_scores",
-    "temperature_needs_gradient",
-    "uniform",
-]
-
-argmax = portable.argmax
-gumbel_from_uniform = portable.gumbel_from_uniform
-one_hot = portable.one_hot
-scaled_softmax = portable.scaled_softmax
-temperature_needs_gradient = portable.temperature_needs_gradient
+__all__ = ["softmax_vjp", "softmax_vjp_scores", "uniform"]
 
 
 def uniform(shape, dtype, seed):

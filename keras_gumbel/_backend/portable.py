@@ -1,9 +1,9 @@
-"""The portable default of every backend fast path, on `keras.ops` and `keras.random`.
+"""The interface of the backend fast paths, and the portable default of each.
 
-Each function here gives the values the fast paths must give too; the backend
-modules replace only the ones where their own form is faster or converts to
-more targets (tests/test_backend_modules.py checks that every module defines
-every name).
+Each function here, on `keras.ops` and `keras.random`, gives the values a fast
+path must give too; a backend module replaces only the ones where its own form
+is faster or converts to more targets (tests/test_backend_modules.py checks the
+running backend's fast paths against these).
 """
 
 import keras

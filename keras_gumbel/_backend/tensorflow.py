@@ -10,25 +10,9 @@ import keras
 import numpy as np
 from keras import ops
 
-from keras_gumbel._backend import portable
-
-__all__ = [
-    "StatefulOpSeed",
-    "argmax",
-    "gumbel_from_uniform",
-    "one_hot",
-    "scaled_softmax",
-    "softmax_vjp",
-    "softmax_vjp_scores",
-    "temperature_needs_gradient",
-    "uniform",
-]
-
-gumbel_from_uniform = portable.gumbel_from_uniform
-scaled_softmax = portable.scaled_softmax
-softmax_vjp = portable.softmax_vjp
-softmax_vjp_scores = portable.softmax_vjp_scores
-temperature_needs_gradient = portable.temperature_needs_gradient
+# The fast paths (the rest of `portable`'s interface is the default), and the
+# stand-in seed that export traces TFLite graphs with.
+__all__ = ["StatefulOpSeed", "argmax", "one_hot", "uniform"]
 
 
 class StatefulOpSeed(keras.random.SeedGenerator):

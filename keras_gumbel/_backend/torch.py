@@ -10,22 +10,13 @@ where PyTorch is not installed.
 import keras
 import numpy as np
 
-from keras_gumbel._backend import portable
-
 __all__ = [
-    "argmax",
     "gumbel_from_uniform",
-    "one_hot",
     "scaled_softmax",
-    "softmax_vjp",
     "softmax_vjp_scores",
     "temperature_needs_gradient",
     "uniform",
 ]
-
-argmax = portable.argmax
-one_hot = portable.one_hot
-softmax_vjp = portable.softmax_vjp
 
 _MASK_64 = 2**64 - 1
 

@@ -40,6 +40,20 @@ class AnnealableLayer(keras.layers.Layer):
     or above 0.01). A compiled train step reads the variable, so assigning it
     (`layer.temperature.assign(0.5)`, or `keras_gumbel.TemperatureAnnealing`) takes
     effect on the next step without retracing, and it is saved with the weights.
+
+    A subclass whose inference can vary lists the values of its `inference`
+    argument in `inference_modes` (the first is the usual default); the base
+    class validates the argument, stores it and puts it in the config.
+    `override` switches the mode and the seed for a traced function, which is
+    how `keras_gumbel.export` builds its sampling endpoints.
+
+    Args:
+        temperature: Initial temperature, a positive float.
+        trainable_temperature: If True, the optimizer learns the temperature.
+            Subclasses with `learns_temperature = False` refuse it.
+        seed: Optional int for the layer's `keras.random.SeedGenerator`.
+        inference: One of `inference_modes`; None for a layer without any.
+        **kwargs: Keyword arguments of `keras.layers.Layer`.
     """
 
     # Subclasses whose temperature is only ever annealed from outside set this
@@ -56,10 +70,21 @@ class AnnealableLayer(keras.layers.Layer):
         *,
         trainable_temperature: bool = False,
         seed: int | None = None,
+        inference: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self._override = _Override()
+        if self.inference_modes:
+            self.inference = _checks.check_choice(
+                inference, "inference", self.inference_modes
+            )
+        elif inference is not None:
+            raise ValueError(
+                f"Invalid value received for argument `inference`. "
+                f"{type(self).__name__} has a fixed inference behaviour. "
+                f"Received: inference={inference!r}"
+            )
         temperature = _checks.check_temperature(temperature)
         if not self.learns_temperature and trainable_temperature is not False:
             raise ValueError(
@@ -174,6 +199,8 @@ class AnnealableLayer(keras.layers.Layer):
         config.update({"temperature": self.initial_temperature, "seed": self.seed})
         if self.learns_temperature:
             config["trainable_temperature"] = self.trainable_temperature
+        if self.inference_modes:
+            config["inference"] = self.inference
         return config
 
 

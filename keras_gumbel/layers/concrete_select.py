@@ -215,15 +215,12 @@ class ConcreteSelect(AnnealableLayer):
         return (input_shape[0], self.units)
 
     def get_config(self) -> dict:
-        config = super().get_config()
-        config.update(
-            {
-                "units": self.units,
-                "duplicate_penalty": self.duplicate_penalty,
-                "unique": self.unique,
-            }
-        )
-        return config
+        return {
+            **super().get_config(),
+            "units": self.units,
+            "duplicate_penalty": self.duplicate_penalty,
+            "unique": self.unique,
+        }
 
 
 def _check_rank(shape):

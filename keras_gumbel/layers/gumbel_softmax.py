@@ -94,6 +94,7 @@ class GumbelSoftmax(AnnealableLayer):
             temperature,
             trainable_temperature=trainable_temperature,
             seed=seed,
+            inference=inference,
             **kwargs,
         )
         _checks.check_bool(hard, "hard")
@@ -101,9 +102,6 @@ class GumbelSoftmax(AnnealableLayer):
         self.hard = hard
         self.estimator = estimators.deserialize(estimator)
         self.axis = _checks.check_axis(axis, None)
-        self.inference = _checks.check_choice(
-            inference, "inference", self.inference_modes
-        )
         self.supports_masking = True
 
     def build(self, input_shape: Shape) -> None:
@@ -142,13 +140,9 @@ class GumbelSoftmax(AnnealableLayer):
         )
 
     def get_config(self) -> dict:
-        config = super().get_config()
-        config.update(
-            {
-                "hard": self.hard,
-                "estimator": estimators.serialize(self.estimator),
-                "axis": self.axis,
-                "inference": self.inference,
-            }
-        )
-        return config
+        return {
+            **super().get_config(),
+            "hard": self.hard,
+            "estimator": estimators.serialize(self.estimator),
+            "axis": self.axis,
+        }

@@ -36,21 +36,22 @@ class GumbelTopK(AnnealableLayer):
             the size of `axis`.
         temperature: Initial temperature, a positive float. Defaults to 1.0.
         hard: If True, training outputs are exact k-hot samples.
-        axis: The category axis. Defaults to -1.
-        inference: What the layer returns when `training=False`: `"argmax"`
-            (default), `"softmax"` or `"sample"`.
-        seed: Optional int. Makes the sequence of samples reproducible; every
-            call still draws new noise.
-        **kwargs: Base layer keyword arguments, such as `name` and `dtype`.
+        axis: The axis of the categories to choose from. Defaults to -1.
+        inference: The output for `training=False`: `"argmax"` (default, the
+            k-hot of the `k` largest logits), `"softmax"` (the relaxed top-k
+            without noise) or `"sample"` (a random k-hot subset).
+        seed: Optional int. The same int gives the same sequence of subsets;
+            each call still draws a new one.
+        **kwargs: Keyword arguments of `keras.layers.Layer` (`name`, `dtype`).
 
     Call arguments:
-        inputs: Logits (unnormalised log-probabilities), any rank >= 1.
-        training: Python bool; whether to sample (True) or use the inference mode.
+        inputs: Logits of rank >= 1 with at least `k` categories along `axis`.
+        training: Python bool; True draws a subset, False gives `inference`.
         mask: Optional boolean mask, also propagated from an upstream layer.
-            With the rank of `inputs` it marks categories: False entries are
-            never chosen and get exactly 0 output and 0 gradient, and a row with
-            fewer than `k` allowed categories chooses all of them. With one rank
-            less it marks rows (e.g. padded timesteps), which come out all zeros.
+            A category mask (the rank of `inputs`) removes the False entries
+            from the choice, with exactly 0 output and 0 gradient; a row with
+            fewer than `k` allowed categories chooses all of them. A row mask
+            (one rank less, e.g. padded timesteps) makes masked rows all zeros.
 
     Example:
 
@@ -87,14 +88,11 @@ class GumbelTopK(AnnealableLayer):
         seed: int | None = None,
         **kwargs: Any,
     ) -> None:
-        super().__init__(temperature, seed=seed, **kwargs)
+        super().__init__(temperature, seed=seed, inference=inference, **kwargs)
         self.k = _checks.check_positive_int(k, "k")
         _checks.check_bool(hard, "hard")
         self.hard = hard
         self.axis = _checks.check_axis(axis, None)
-        self.inference = _checks.check_choice(
-            inference, "inference", self.inference_modes
-        )
         self.supports_masking = True
 
     def build(self, input_shape: Shape) -> None:
@@ -125,13 +123,9 @@ class GumbelTopK(AnnealableLayer):
         )
 
     def get_config(self) -> dict:
-        config = super().get_config()
-        config.update(
-            {
-                "k": self.k,
-                "hard": self.hard,
-                "axis": self.axis,
-                "inference": self.inference,
-            }
-        )
-        return config
+        return {
+            **super().get_config(),
+            "k": self.k,
+            "hard": self.hard,
+            "axis": self.axis,
+        }
