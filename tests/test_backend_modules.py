@@ -7,6 +7,7 @@ import keras
 import numpy as np
 import pytest
 
+import keras_gumbel as kg
 from keras_gumbel import _backend
 from keras_gumbel._backend import portable
 from tests import testing
@@ -109,3 +110,13 @@ def test_uniform_draw_lies_in_tiny_to_one(dtype):
     draw = testing.to_numpy(_backend.current().uniform((4096,), dtype, 3))
     assert draw.dtype == np.dtype(dtype)
     assert draw.min() >= np.finfo(dtype).tiny and draw.max() < 1.0
+
+
+@pytest.mark.parametrize("dtype", ["float32", testing.FLOAT64])
+def test_argmax_resolves_the_working_dtype(dtype):
+    # Scores a float32 cast would merge: the larger is exact in float64 only.
+    step = 1.0 if dtype == "float32" else 1e-3
+    x = keras.ops.convert_to_tensor(np.array([[1e7, 1e7 + step]], dtype))
+    assert testing.to_numpy(_backend.current().argmax(x)).tolist() == [1]
+    one_hot = kg.ops.argmax_one_hot(x)
+    assert testing.to_numpy(one_hot).tolist() == [[0.0, 1.0]]

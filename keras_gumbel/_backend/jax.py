@@ -1,10 +1,11 @@
-"""JAX paths: uint32 seeds, and the form of the softmax VJP that XLA compiles right."""
+"""JAX paths: uint32 seeds, a float64 argmax, and a softmax VJP XLA compiles right."""
 
+import keras
 from keras import ops
 
 from keras_gumbel._backend import portable
 
-__all__ = ["softmax_vjp", "softmax_vjp_scores", "uniform"]
+__all__ = ["argmax", "softmax_vjp", "softmax_vjp_scores", "uniform"]
 
 
 def uniform(shape, dtype, seed):
@@ -14,12 +15,26 @@ def uniform(shape, dtype, seed):
     return portable.uniform(shape, dtype, seed)
 
 
+def argmax(scores):
+    """JAX's own argmax for float64, whose values Keras's would round.
+
+    Keras's JAX `argmax` casts floats to float32 before comparing them (to
+    order negative zeros on CPU), which merges float64 scores that differ by
+    less than float32 can resolve. float32 keeps Keras's form.
+    """
+    if keras.backend.standardize_dtype(scores.dtype) != "float64":
+        return portable.argmax(scores)
+    import jax.numpy as jnp
+
+    return jnp.argmax(scores, axis=-1)
+
+
 def softmax_vjp(probs, upstream):
     """`probs * upstream - probs * inner`, expanded.
 
     XLA on CPU miscompiles `probs * (upstream - inner)` under `jax.jit` when
     `upstream` is broadcast from a lower rank, as Gumbel-Rao's mean over draws
-    makes it (seen with jaxlib 0.10.2: gradients off by up to 4). Remove once
+    makes it (seen with jaxlib 0.10.2). Remove once
     `tests/test_estimators.py::test_jit_compile_matches_eager` passes on JAX
     with the portable form.
     """

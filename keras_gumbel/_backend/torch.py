@@ -90,7 +90,8 @@ def scaled_softmax(scores, temperature):
     import torch
 
     # `torch.compiler.is_compiling` is new in PyTorch 2.3; before it, a compiled
-    # function gets a graph break at the row check, and the same values.
+    # function gets a graph break at the row check, and the same values. The
+    # fallback can go once the torch extra requires 2.3.
     compiling = getattr(torch.compiler, "is_compiling", lambda: False)()
     if temperature.requires_grad or scores.device.type == "meta" or compiling:
         return None
