@@ -107,6 +107,21 @@ def test_no_private_name_crosses_a_module_boundary(module):
             )
 
 
+def test_ops_names_one_module_in_each_file():
+    # In layers, `ops` is keras_gumbel.ops and Keras's is spelled `keras.ops`;
+    # below the layers, where keras_gumbel.ops is never imported, it is Keras's.
+    for module, path in sources().items():
+        text = path.read_text()
+        ours = "from keras_gumbel import" in text and re.search(
+            r"from keras_gumbel import [^\n]*\bops\b", text
+        )
+        theirs = "from keras import ops" in text
+        assert not (ours and theirs), module
+        if module.startswith("keras_gumbel.layers."):
+            assert not theirs, module
+        assert not re.search(r"\bimport ops as\b|\bas kops\b", text), module
+
+
 def test_only_the_backend_package_asks_which_backend_runs():
     for module, path in sources().items():
         text = path.read_text()
