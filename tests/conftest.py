@@ -1,11 +1,7 @@
 import os
-import sys
 
+# Before TensorFlow is first imported, which reads it once.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-
-# Test modules import the shared helpers as `testing` (pytest puts this folder
-# on sys.path) or as `tests.testing`, which needs the repository root.
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import keras  # noqa: E402
 import pytest  # noqa: E402
@@ -27,15 +23,11 @@ def pytest_configure(config):
     if keras.backend.backend() == "jax":
         import jax
 
-        # Outside `jax.jit` every JAX primitive is compiled by XLA on its first
-        # use with each new shape, and the tests call the library eagerly on
-        # hundreds of shapes: at full LLVM optimisation those compilations were
-        # most of the JAX run time (1,166 of them in test_gumbel_top_k.py, 70% of
-        # its time). Without the expensive LLVM passes each compiles about 1.7
-        # times faster (that file: 114 s of CPU time down to 75 s). Fast-math
-        # stays off: eager results of sampling, top-k and their gradients came
-        # out bitwise identical, jitted ones equal to float32 rounding (largest
-        # difference 9e-8).
+        # Outside `jax.jit` XLA compiles every primitive again for each new
+        # shape, and the tests run the library eagerly on hundreds of shapes,
+        # so compilation dominates their time. Skipping XLA's expensive LLVM
+        # passes makes each compilation faster without changing results beyond
+        # float32 rounding (fast-math stays off).
         jax.config.update("jax_disable_most_optimizations", True)
 
 

@@ -15,18 +15,17 @@ import os
 import subprocess
 import sys
 
-import _backend_worker
 import keras
 import numpy as np
 import pytest
-from testing import to_numpy
 
 import keras_gumbel as kg
+from tests import _backend_worker, testing
 
 BACKENDS = ("tensorflow", "jax", "torch")
 _MODULES = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch"}
 WORKER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_backend_worker.py")
-# Generous: a worker needs ~15 s of CPU, but the machine may be shared.
+# Generous, far above a worker's run time, as the machine may be shared.
 TIMEOUT = 300
 
 
@@ -135,7 +134,7 @@ def test_temperature_assigned_between_epochs_reaches_the_compiled_step():
     class Estimate(keras.callbacks.Callback):
         def on_epoch_end(self, epoch, logs=None):
             # On JAX, reading `self.model` first syncs the trainer's state back.
-            sample = to_numpy(self.model.layers[-1].sample.value)
+            sample = testing.to_numpy(self.model.layers[-1].sample.value)
             estimates.append(_temperature_from_samples(sample))
 
     annealing = kg.TemperatureAnnealing(
@@ -155,7 +154,9 @@ def test_temperature_assigned_between_epochs_reaches_the_compiled_step():
         callbacks=[annealing, Estimate()],
     )
     np.testing.assert_allclose(history.history["temperature"], temperatures)
-    np.testing.assert_allclose(to_numpy(gumbel.temperature.value), temperatures[-1])
+    np.testing.assert_allclose(
+        testing.to_numpy(gumbel.temperature.value), temperatures[-1]
+    )
     # The standard deviation of n = 4096 logistic draws (kurtosis 4.2) has
     # relative standard error sqrt((4.2 - 1) / (4 n)) = 1.4%; allow 4 sigma.
     # A step that kept the initial 5.0, or any earlier value, is off by >= 50%.
@@ -164,7 +165,7 @@ def test_temperature_assigned_between_epochs_reaches_the_compiled_step():
 
 
 def _draw(layer, logits):
-    return to_numpy(layer(logits, training=True))
+    return testing.to_numpy(layer(logits, training=True))
 
 
 def test_seeded_layers_reproduce_and_every_call_draws_fresh_noise():
@@ -186,17 +187,21 @@ def test_functional_seeds_on_this_backend():
     logits = np.zeros((64, 5), dtype="float32")
     sample = kg.ops.gumbel_softmax
     np.testing.assert_array_equal(
-        to_numpy(sample(logits, seed=3)), to_numpy(sample(logits, seed=3))
+        testing.to_numpy(sample(logits, seed=3)),
+        testing.to_numpy(sample(logits, seed=3)),
     )
     assert not np.array_equal(
-        to_numpy(sample(logits, seed=3)), to_numpy(sample(logits, seed=4))
+        testing.to_numpy(sample(logits, seed=3)),
+        testing.to_numpy(sample(logits, seed=4)),
     )
     # No seed: Keras's global generator, fresh on every call.
-    assert not np.array_equal(to_numpy(sample(logits)), to_numpy(sample(logits)))
+    assert not np.array_equal(
+        testing.to_numpy(sample(logits)), testing.to_numpy(sample(logits))
+    )
     generator = keras.random.SeedGenerator(5)
     assert not np.array_equal(
-        to_numpy(sample(logits, seed=generator)),
-        to_numpy(sample(logits, seed=generator)),
+        testing.to_numpy(sample(logits, seed=generator)),
+        testing.to_numpy(sample(logits, seed=generator)),
     )
 
 

@@ -9,9 +9,9 @@ import keras
 import numpy as np
 import pytest
 from keras import ops
-from testing import to_numpy
 
 import keras_gumbel as kg
+from tests import testing
 
 # Python-side calls of `Probe.call`, by layer name: in a compiled train step the
 # layer's Python code only runs while tracing, so this counts traces.
@@ -82,7 +82,7 @@ class Recorder(keras.callbacks.Callback):
 
 
 def expected(schedule, steps):
-    return [float(to_numpy(schedule(step))) for step in steps]
+    return [float(testing.to_numpy(schedule(step))) for step in steps]
 
 
 @pytest.mark.parametrize("jit_compile", [False, True])
@@ -218,7 +218,7 @@ def test_verbose_prints_each_change(capsys):
     # Steps 0..5: the value changes at steps 0 (first set), 2 and 4.
     assert lines == [
         f"Step {step}: TemperatureAnnealing setting temperature to "
-        f"{float(to_numpy(schedule(step))):.6g}."
+        f"{float(testing.to_numpy(schedule(step))):.6g}."
         for step in (0, 2, 4)
     ]
     model.fit(

@@ -22,7 +22,7 @@ import pytest
 WORKER = os.path.join(
     os.path.dirname(os.path.abspath(__file__)), "_distributed_worker.py"
 )
-# Generous: a worker needs ~10 s of CPU, but the machine may be shared.
+# Generous, far above a worker's run time, as the machine may be shared.
 TIMEOUT = 300
 REPLICAS = 2
 STEPS = 4

@@ -15,8 +15,7 @@ import numpy as np
 import pytest
 
 import keras_gumbel as kg
-from tests.test_saving import MODELS, functional_model, gumbel_layers
-from tests.testing import assert_exact_one_hot, to_numpy
+from tests import test_saving, testing
 
 tensorflow_only = pytest.mark.skipif(
     keras.backend.backend() != "tensorflow",
@@ -36,7 +35,7 @@ def inputs(batch=16, seed=0):
 
 
 def anneal(model, temperature=1.25):
-    for layer in gumbel_layers(model):
+    for layer in test_saving.gumbel_layers(model):
         layer.temperature.assign(temperature)
     return model
 
@@ -57,15 +56,15 @@ def sampling_model(inference):
 def assert_categorical(one_hot_rows, probabilities):
     """Category frequencies within 5 sigma of `probabilities`, sigma being the
     binomial standard deviation sqrt(p (1 - p) / n) of each frequency."""
-    rows = to_numpy(one_hot_rows)
-    assert_exact_one_hot(rows)
+    rows = testing.to_numpy(one_hot_rows)
+    testing.assert_exact_one_hot(rows)
     frequencies = rows.mean(axis=0)
     sigma = np.sqrt(probabilities * (1 - probabilities) / len(rows))
     assert np.all(np.abs(frequencies - probabilities) < 5 * sigma), frequencies
 
 
 def assert_exact_k_hot(rows, k):
-    rows = to_numpy(rows)
+    rows = testing.to_numpy(rows)
     assert np.all((rows == 0.0) | (rows == 1.0))
     np.testing.assert_array_equal(rows.sum(axis=-1), k)
 
@@ -73,7 +72,7 @@ def assert_exact_k_hot(rows, k):
 def assert_unchanged(sampling_model):
     """Exporting a `sampling_model("argmax")` leaves it as it was: same modes,
     same seed generators, deterministic predictions."""
-    layers = gumbel_layers(sampling_model)
+    layers = test_saving.gumbel_layers(sampling_model)
     assert [layer.inference for layer in layers] == ["argmax", "argmax"]
     for layer in layers:
         assert type(layer.seed_generator) is keras.random.SeedGenerator
@@ -96,11 +95,11 @@ def run_tflite(flatbuffer, x, interpreter=None):
 
 
 @tensorflow_only
-@pytest.mark.parametrize("kind", sorted(MODELS))
+@pytest.mark.parametrize("kind", sorted(test_saving.MODELS))
 def test_model_export_serve_matches_predict(kind, tmp_path):
     import tensorflow as tf
 
-    model = anneal(MODELS[kind]())
+    model = anneal(test_saving.MODELS[kind]())
     x = inputs()
     model.export(tmp_path / "model", verbose=False)
 
@@ -156,7 +155,7 @@ RELOAD_SCRIPT = textwrap.dedent(
 
 @tensorflow_only
 def test_saved_model_serves_in_a_process_without_keras_gumbel(tmp_path):
-    model = anneal(functional_model("argmax"))
+    model = anneal(test_saving.functional_model("argmax"))
     x = inputs()
     kg.export.export_saved_model(model, tmp_path / "model")
     np.save(tmp_path / "x.npy", x)
@@ -214,7 +213,7 @@ def test_sample_endpoints_draw_categorical_samples(tmp_path):
 def test_tflite_builtin_ops_match_keras(inference, tmp_path):
     import tensorflow as tf
 
-    model = anneal(functional_model(inference))
+    model = anneal(test_saving.functional_model(inference))
     x = inputs()
     expected = model.predict(x, verbose=0)
 

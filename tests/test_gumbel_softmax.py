@@ -8,49 +8,53 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from keras import ops
-from testing import (
-    JIT_COMPILE,
-    assert_config_round_trip,
-    assert_exact_one_hot,
-    assert_mixed_precision,
-    assert_model_save_load,
-    backend,
-    chi_square_pvalue,
-    gradient,
-    to_numpy,
-    variable_gradient,
-)
 
 import keras_gumbel as kg
+from tests import testing
 
 LOGITS_5 = np.log(np.array([0.05, 0.4, 0.1, 0.3, 0.15], dtype="float32"))
-
-
-def softmax(logits, axis=-1):
-    logits = np.asarray(logits, dtype="float64")
-    exp = np.exp(logits - np.max(logits, axis=axis, keepdims=True))
-    return exp / np.sum(exp, axis=axis, keepdims=True)
 
 
 def random_logits(*shape, seed=0, scale=1.0):
     return (scale * np.random.default_rng(seed).normal(size=shape)).astype("float32")
 
 
+@pytest.mark.parametrize(
+    "init_kwargs",
+    [
+        {"seed": 0},
+        {"temperature": 0.5, "hard": True, "inference": "sample", "seed": 1},
+        {
+            "estimator": "gumbel_rao",
+            "hard": True,
+            "axis": 1,
+            "inference": "softmax",
+            "trainable_temperature": True,
+            "seed": 2,
+        },
+    ],
+)
+def test_layer_behaviour(init_kwargs, tmp_path):
+    testing.run_layer_test(
+        kg.GumbelSoftmax,
+        init_kwargs,
+        random_logits(8, 3, 5),
+        supports_masking=True,
+        tmp_path=tmp_path,
+    )
+
+
 # Training: fresh, reproducible samples.
 
 
 @pytest.mark.parametrize("hard", [False, True])
-def test_training_output_shape_dtype_and_normalisation(hard):
-    logits = random_logits(8, 3, 5)
+def test_training_samples_are_normalised(hard):
     layer = kg.GumbelSoftmax(0.5, hard=hard, seed=0)
-    sample = layer(logits, training=True)
-    assert tuple(sample.shape) == (8, 3, 5)
-    assert keras.backend.standardize_dtype(sample.dtype) == "float32"
-    values = to_numpy(sample)
+    values = testing.to_numpy(layer(random_logits(8, 3, 5), training=True))
     assert np.all(values >= 0.0)
     np.testing.assert_allclose(values.sum(-1), 1.0, rtol=1e-6)
     if hard:
-        assert_exact_one_hot(values)
+        testing.assert_exact_one_hot(values)
     else:
         assert np.all((values > 0.0) & (values < 1.0))
 
@@ -58,19 +62,23 @@ def test_training_output_shape_dtype_and_normalisation(hard):
 def test_each_call_draws_fresh_noise_and_an_int_seed_reproduces_the_sequence():
     logits = random_logits(4, 6)
     first, second = kg.GumbelSoftmax(seed=7), kg.GumbelSoftmax(seed=7)
-    sequence_first = [to_numpy(first(logits, training=True)) for _ in range(3)]
-    sequence_second = [to_numpy(second(logits, training=True)) for _ in range(3)]
+    sequence_first = [testing.to_numpy(first(logits, training=True)) for _ in range(3)]
+    sequence_second = [
+        testing.to_numpy(second(logits, training=True)) for _ in range(3)
+    ]
     for a, b in zip(sequence_first, sequence_second, strict=True):
         np.testing.assert_array_equal(a, b)
     assert not np.array_equal(sequence_first[0], sequence_first[1])
     assert not np.array_equal(sequence_first[1], sequence_first[2])
-    other = to_numpy(kg.GumbelSoftmax(seed=8)(logits, training=True))
+    other = testing.to_numpy(kg.GumbelSoftmax(seed=8)(logits, training=True))
     assert not np.array_equal(other, sequence_first[0])
-    unseeded = [to_numpy(kg.GumbelSoftmax()(logits, training=True)) for _ in "ab"]
+    unseeded = [
+        testing.to_numpy(kg.GumbelSoftmax()(logits, training=True)) for _ in "ab"
+    ]
     assert not np.array_equal(*unseeded)
 
 
-@pytest.mark.parametrize("jit_compile", [False, JIT_COMPILE])
+@pytest.mark.parametrize("jit_compile", [False, testing.JIT_COMPILE])
 def test_compiled_model_draws_fresh_noise_every_step(jit_compile):
     # `predict` runs in inference mode; a model that samples at inference
     # ("sample") must still draw new noise in every compiled call.
@@ -81,8 +89,8 @@ def test_compiled_model_draws_fresh_noise_every_step(jit_compile):
     x = np.zeros((32, 6), dtype="float32")
     first = model.predict_on_batch(x)
     second = model.predict_on_batch(x)
-    assert_exact_one_hot(first)
-    assert_exact_one_hot(second)
+    testing.assert_exact_one_hot(first)
+    testing.assert_exact_one_hot(second)
     assert not np.array_equal(first, second)
 
 
@@ -91,8 +99,8 @@ def test_hard_frequencies_in_training_match_softmax():
     # goodness of fit to softmax(logits) at level 1e-3.
     layer = kg.GumbelSoftmax(0.3, hard=True, seed=2)
     sample = layer(np.broadcast_to(LOGITS_5, (50_000, 5)), training=True)
-    assert_exact_one_hot(sample)
-    assert chi_square_pvalue(sample, softmax(LOGITS_5)) > 1e-3
+    testing.assert_exact_one_hot(sample)
+    assert testing.chi_square_pvalue(sample, testing.softmax(LOGITS_5)) > 1e-3
 
 
 def test_hard_gradient_equals_relaxed_gradient_with_the_same_noise():
@@ -104,8 +112,8 @@ def test_hard_gradient_equals_relaxed_gradient_with_the_same_noise():
         layer = kg.GumbelSoftmax(0.6, hard=hard, seed=3)
         return lambda v: ops.sum(layer(v, training=True) * weights)
 
-    relaxed = gradient(loss(False), logits)
-    straight_through = gradient(loss(True), logits)
+    relaxed = testing.gradient(loss(False), logits)
+    straight_through = testing.gradient(loss(True), logits)
     assert np.abs(relaxed).max() > 1e-3
     np.testing.assert_allclose(straight_through, relaxed, rtol=1e-6, atol=1e-7)
 
@@ -119,11 +127,11 @@ def test_inference_argmax_is_deterministic():
     expected = np.eye(4)[np.argmax(logits, -1)]
     for training in (None, False):
         np.testing.assert_array_equal(
-            to_numpy(layer(logits, training=training)), expected
+            testing.to_numpy(layer(logits, training=training)), expected
         )
     along_1 = kg.GumbelSoftmax(axis=1)(logits)
     np.testing.assert_array_equal(
-        to_numpy(along_1), np.moveaxis(np.eye(3)[np.argmax(logits, 1)], -1, 1)
+        testing.to_numpy(along_1), np.moveaxis(np.eye(3)[np.argmax(logits, 1)], -1, 1)
     )
 
 
@@ -131,11 +139,17 @@ def test_inference_softmax_is_tempered_softmax():
     logits = random_logits(10, 4, scale=3.0)
     layer = kg.GumbelSoftmax(0.4, inference="softmax")
     np.testing.assert_allclose(
-        to_numpy(layer(logits)), softmax(logits / 0.4), rtol=1e-5, atol=1e-7
+        testing.to_numpy(layer(logits)),
+        testing.softmax(logits / 0.4),
+        rtol=1e-5,
+        atol=1e-7,
     )
     layer.temperature.assign(2.5)
     np.testing.assert_allclose(
-        to_numpy(layer(logits)), softmax(logits / 2.5), rtol=1e-5, atol=1e-7
+        testing.to_numpy(layer(logits)),
+        testing.softmax(logits / 2.5),
+        rtol=1e-5,
+        atol=1e-7,
     )
 
 
@@ -144,10 +158,10 @@ def test_inference_sample_is_a_fresh_categorical_sample():
     layer = kg.GumbelSoftmax(5.0, inference="sample", seed=4)
     batch = np.broadcast_to(LOGITS_5, (50_000, 5))
     first, second = layer(batch), layer(batch, training=False)
-    assert_exact_one_hot(first)
-    assert not np.array_equal(to_numpy(first), to_numpy(second))
+    testing.assert_exact_one_hot(first)
+    assert not np.array_equal(testing.to_numpy(first), testing.to_numpy(second))
     # The temperature does not change the distribution of a hard sample.
-    assert chi_square_pvalue(first, softmax(LOGITS_5)) > 1e-3
+    assert testing.chi_square_pvalue(first, testing.softmax(LOGITS_5)) > 1e-3
 
 
 # Masks.
@@ -163,11 +177,11 @@ def test_explicit_category_mask(hard, inference):
     layer = kg.GumbelSoftmax(0.5, hard=hard, inference=inference, seed=1)
     weights = ops.convert_to_tensor(random_logits(6, 5, seed=4))
     for training in (True, False):
-        values = to_numpy(layer(logits, training=training, mask=mask))
+        values = testing.to_numpy(layer(logits, training=training, mask=mask))
         assert np.all(values[~mask] == 0.0)
         np.testing.assert_array_equal(values[4], 0.0)
         np.testing.assert_allclose(np.delete(values, 4, 0).sum(-1), 1.0, rtol=1e-6)
-    grad = gradient(
+    grad = testing.gradient(
         lambda v: ops.sum(layer(v, training=True, mask=mask) * weights), logits
     )
     assert np.all(np.isfinite(grad))
@@ -185,7 +199,7 @@ def test_row_mask_from_masking_layer(hard):
     x = random_logits(3, 4, 6)
     x[:, 2] = 0.0
     for training in (True, False):
-        values = to_numpy(model(x, training=training))
+        values = testing.to_numpy(model(x, training=training))
         np.testing.assert_array_equal(values[:, 2], 0.0)
         np.testing.assert_allclose(values[:, [0, 1, 3]].sum(-1), 1.0, rtol=1e-6)
     # The mask keeps flowing to the next layer.
@@ -220,11 +234,11 @@ def test_category_mask_from_embedding_mask_zero():
     ids[:, [1, 4]] = 0
     ids[0] = 0  # no real token at all
     for training in (True, False):
-        values = to_numpy(model(ids, training=training))
+        values = testing.to_numpy(model(ids, training=training))
         assert np.all(values[ids == 0] == 0.0)
         np.testing.assert_array_equal(values[0], 0.0)
         np.testing.assert_allclose(values[1:].sum(-1), 1.0, rtol=1e-6)
-    assert_exact_one_hot(to_numpy(model(ids[1:], training=True)))
+    testing.assert_exact_one_hot(testing.to_numpy(model(ids[1:], training=True)))
 
 
 def test_infinite_logits_act_as_a_mask():
@@ -233,22 +247,14 @@ def test_infinite_logits_act_as_a_mask():
     logits[3] = -np.inf
     layer = kg.GumbelSoftmax(0.2, hard=True, inference="softmax", seed=0)
     for training in (True, False):
-        values = to_numpy(layer(logits, training=training))
+        values = testing.to_numpy(layer(logits, training=training))
         assert np.all(values[:, 0] == 0.0)
         np.testing.assert_array_equal(values[3], 0.0)
-    grad = gradient(lambda v: ops.sum(layer(v, training=True) ** 2), logits)
+    grad = testing.gradient(lambda v: ops.sum(layer(v, training=True) ** 2), logits)
     assert np.all(np.isfinite(grad))
 
 
 # Bad input.
-
-
-def assert_error(error_type, function, name, shown):
-    with pytest.raises(error_type) as info:
-        function()
-    message = str(info.value)
-    assert f"`{name}`" in message, message
-    assert shown in message, message
 
 
 @pytest.mark.parametrize(
@@ -282,14 +288,14 @@ def assert_error(error_type, function, name, shown):
     ],
 )
 def test_bad_constructor_arguments(kwargs, error_type, name, shown):
-    assert_error(error_type, lambda: kg.GumbelSoftmax(**kwargs), name, shown)
+    testing.assert_error(error_type, lambda: kg.GumbelSoftmax(**kwargs), name, shown)
 
 
 @pytest.mark.parametrize("dtype", ["int32", "bool"])
 def test_integer_and_boolean_logits_are_rejected(dtype):
     for logits in (np.ones((2, 3), dtype), ops.ones((2, 3), dtype=dtype)):
         for training in (True, False):
-            assert_error(
+            testing.assert_error(
                 TypeError,
                 lambda v=logits, t=training: kg.GumbelSoftmax()(v, training=t),
                 "logits",
@@ -299,12 +305,14 @@ def test_integer_and_boolean_logits_are_rejected(dtype):
 
 def test_axis_out_of_range_and_bad_mask_rank_are_rejected():
     logits = np.zeros((2, 3), dtype="float32")
-    assert_error(ValueError, lambda: kg.GumbelSoftmax(axis=2)(logits), "axis", "axis=2")
-    assert_error(
+    testing.assert_error(
+        ValueError, lambda: kg.GumbelSoftmax(axis=2)(logits), "axis", "axis=2"
+    )
+    testing.assert_error(
         ValueError, lambda: kg.GumbelSoftmax(axis=-3)(logits), "axis", "axis=-3"
     )
     for training in (True, False):
-        assert_error(
+        testing.assert_error(
             ValueError,
             lambda t=training: kg.GumbelSoftmax()(
                 logits, training=t, mask=np.ones((2, 3, 1), bool)
@@ -330,13 +338,13 @@ def test_axis_out_of_range_and_bad_mask_rank_are_rejected():
 def test_low_precision_policies(policy, kwargs):
     x = random_logits(8, 5, scale=3.0)
     x[0] = [6e4, -6e4, 0.0, 1.0, -np.inf]
-    layer = assert_mixed_precision(
+    layer = testing.assert_mixed_precision(
         lambda: kg.GumbelSoftmax(seed=0, **kwargs), x, policy
     )
     assert layer.compute_dtype == policy.removeprefix("mixed_")
     keras.config.set_dtype_policy(policy)
     weights = ops.convert_to_tensor(random_logits(8, 5, seed=1))
-    grad = gradient(
+    grad = testing.gradient(
         lambda v: ops.sum(ops.cast(layer(v, training=True), "float32") * weights),
         ops.cast(x, layer.compute_dtype),
     )
@@ -352,7 +360,9 @@ def test_logits_that_overflow_half_precision_win_instead_of_giving_nan(policy):
     for hard in (False, True):
         layer = kg.GumbelSoftmax(0.5, hard=hard, inference="softmax", seed=0)
         for training in (True, False):
-            values = to_numpy(layer(logits, training=training)).astype("float32")
+            values = testing.to_numpy(layer(logits, training=training)).astype(
+                "float32"
+            )
             assert np.all(np.isfinite(values))
             np.testing.assert_array_equal(values.sum(-1), [1.0, 1.0])
             assert values[0, 0] == 1.0
@@ -376,11 +386,11 @@ def test_extreme_logits_and_tiny_temperature(hard):
     for temperature in (1e-4, 1.0):
         layer = kg.GumbelSoftmax(temperature, hard=hard, inference="softmax", seed=0)
         for training in (True, False):
-            values = to_numpy(layer(logits, training=training))
+            values = testing.to_numpy(layer(logits, training=training))
             assert np.all(np.isfinite(values)) and np.all(values >= 0.0)
             np.testing.assert_allclose(values.sum(-1), 1.0, rtol=1e-6)
             assert values[0, 0] == pytest.approx(1.0)
-        grad = gradient(
+        grad = testing.gradient(
             lambda v, layer=layer: ops.sum(layer(v, training=True) * weights), logits
         )
         assert np.all(np.isfinite(grad))
@@ -391,8 +401,8 @@ def test_gradient_wrt_trainable_temperature_at_tiny_temperature(hard):
     layer = kg.GumbelSoftmax(1e-4, hard=hard, trainable_temperature=True, seed=0)
     logits = ops.convert_to_tensor(random_logits(16, 6, scale=0.01))
     weights = ops.convert_to_tensor(random_logits(16, 6, seed=1))
-    assert np.all(np.isfinite(to_numpy(layer(logits, training=True))))
-    grad = variable_gradient(
+    assert np.all(np.isfinite(testing.to_numpy(layer(logits, training=True))))
+    grad = testing.variable_gradient(
         lambda: ops.sum(layer(logits, training=True) * weights), layer.temperature
     )
     assert grad.shape == () and np.isfinite(grad)
@@ -414,7 +424,7 @@ def sampler_model(layer, features=8, classes=5):
     return keras.Model(inputs, layer(keras.layers.Dense(classes)(inputs)))
 
 
-@pytest.mark.parametrize("jit_compile", [False, JIT_COMPILE])
+@pytest.mark.parametrize("jit_compile", [False, testing.JIT_COMPILE])
 @pytest.mark.parametrize("hard", [False, True])
 def test_fit_decreases_the_loss(jit_compile, hard):
     keras.utils.set_random_seed(0)
@@ -440,7 +450,7 @@ class CountingGumbelSoftmax(kg.GumbelSoftmax):
         return super().call(inputs, training=training, mask=mask)
 
 
-@pytest.mark.parametrize("jit_compile", [False, JIT_COMPILE])
+@pytest.mark.parametrize("jit_compile", [False, testing.JIT_COMPILE])
 def test_assigned_temperature_takes_effect_without_retracing(jit_compile):
     classes = 5
     layer = CountingGumbelSoftmax(1e3, inference="softmax", seed=0)
@@ -450,17 +460,17 @@ def test_assigned_temperature_takes_effect_without_retracing(jit_compile):
         optimizer=keras.optimizers.SGD(0.0), loss="mse", jit_compile=jit_compile
     )
     x = random_logits(64, 8)
-    logits = to_numpy(model.layers[1](x))
+    logits = testing.to_numpy(model.layers[1](x))
     uniform = np.full((64, classes), 1 / classes, dtype="float32")
 
     # Inference: softmax(logits / temperature), with the assigned temperature.
     np.testing.assert_allclose(
-        model.predict_on_batch(x), softmax(logits / 1e3), rtol=1e-5, atol=1e-7
+        model.predict_on_batch(x), testing.softmax(logits / 1e3), rtol=1e-5, atol=1e-7
     )
     traces = CountingGumbelSoftmax.traces
     layer.temperature.assign(0.3)
     np.testing.assert_allclose(
-        model.predict_on_batch(x), softmax(logits / 0.3), rtol=1e-5, atol=1e-6
+        model.predict_on_batch(x), testing.softmax(logits / 0.3), rtol=1e-5, atol=1e-6
     )
 
     # Training: at temperature 1000 a sample is uniform to within 1e-2 per
@@ -479,7 +489,9 @@ def test_assigned_temperature_takes_effect_without_retracing(jit_compile):
     # tf.function) and on JAX with jit_compile=True. On JAX with
     # jit_compile=False and on PyTorch they run the Python code every time, so
     # there is no trace to reuse and the counts say nothing.
-    if backend() == "tensorflow" or (jit_compile and backend() == "jax"):
+    if testing.backend() == "tensorflow" or (
+        jit_compile and testing.backend() == "jax"
+    ):
         assert train_traces > traces  # the train step was traced once, in between
         assert CountingGumbelSoftmax.traces == train_traces
 
@@ -492,8 +504,6 @@ def test_trainable_temperature_learns_and_stays_positive():
     # not: softer samples hedge when another category wins, and its expected
     # value is lowest near temperature 0.55.) Adam's steps of about 0.5 would
     # take it below zero within five steps; the constraint stops it at 0.01.
-    # With this loss it reached 0.01 on 10 of 10 seeds on TensorFlow, JAX and
-    # PyTorch.
     layer = kg.GumbelSoftmax(2.0, trainable_temperature=True, seed=0)
     inputs = keras.Input((5,))
     model = keras.Model(inputs, layer(inputs))
@@ -512,7 +522,7 @@ def test_trainable_temperature_learns_and_stays_positive():
             # Through `self.model`: on JAX the trainer holds the variables
             # between steps and writes them back when a callback reads it.
             (variable,) = (w for w in self.model.weights if w is layer.temperature)
-            temperatures.append(float(to_numpy(variable)))
+            temperatures.append(float(testing.to_numpy(variable)))
 
     model.fit(x, y, batch_size=32, epochs=2, verbose=0, callbacks=[RecordTemperature()])
     assert temperatures[0] < 2.0
@@ -528,7 +538,7 @@ def test_non_trainable_temperature_is_not_trained():
     model.compile(optimizer=keras.optimizers.SGD(1.0), loss="mse")
     x, y = classification_data(n=64)
     model.fit(x, y, epochs=1, verbose=0)
-    assert float(to_numpy(layer.temperature)) == 2.0
+    assert float(testing.to_numpy(layer.temperature)) == 2.0
     assert all(w is not layer.temperature for w in model.trainable_weights)
 
 
@@ -594,16 +604,16 @@ def test_models_train_save_and_load(make_model, tmp_path):
         if isinstance(layer, kg.GumbelSoftmax)
     )
     sampler.temperature.assign(0.37)
-    loaded = assert_model_save_load(model, x, str(tmp_path / "model.keras"))
+    loaded = testing.assert_model_save_load(model, x, str(tmp_path / "model.keras"))
     restored = next(
         layer
         for layer in loaded._flatten_layers()
         if isinstance(layer, kg.GumbelSoftmax)
     )
-    assert float(to_numpy(restored.temperature)) == pytest.approx(0.37)
+    assert float(testing.to_numpy(restored.temperature)) == pytest.approx(0.37)
     assert restored.get_config() == sampler.get_config()
     assert restored.get_config()["temperature"] == 0.5  # the initial value
-    sample = to_numpy(restored(random_logits(4, 5), training=True))
+    sample = testing.to_numpy(restored(random_logits(4, 5), training=True))
     assert np.all(np.isfinite(sample))
 
 
@@ -619,7 +629,7 @@ def test_models_train_save_and_load(make_model, tmp_path):
 )
 def test_config_round_trip(kwargs):
     layer = kg.GumbelSoftmax(**kwargs)
-    clone = assert_config_round_trip(layer)
+    clone = testing.assert_config_round_trip(layer)
     config = layer.get_config()
     for key, value in kwargs.items():
         if key != "dtype":
@@ -643,13 +653,8 @@ def layer_cases(draw):
     return shape, axis, temperature, hard, inference, training, seed
 
 
-# Outside `jax.jit`, JAX compiles every primitive again for each new shape, about
-# 1 s per example on the 2-core CI machine, so it draws half the random examples;
-# the explicit ones keep both temperature extremes and rank 4 on every backend.
-PROPERTY_EXAMPLES = 15 if backend() == "jax" else 30
-
-
-@settings(deadline=None, max_examples=PROPERTY_EXAMPLES, derandomize=True)
+# The explicit examples, run on every backend: both temperature extremes, rank 4.
+@settings(deadline=None, max_examples=testing.PROPERTY_EXAMPLES, derandomize=True)
 @given(layer_cases())
 @example(((2, 3, 1, 4), 1, 1e-3, True, "sample", True, 5))
 @example(((3, 5), -1, 1e3, False, "softmax", True, 6))
@@ -659,7 +664,7 @@ def test_layer_outputs_are_finite_nonnegative_and_normalised(case):
     layer = kg.GumbelSoftmax(
         temperature, hard=hard, axis=axis, inference=inference, seed=seed
     )
-    values = to_numpy(layer(logits, training=training))
+    values = testing.to_numpy(layer(logits, training=training))
     assert values.shape == shape
     assert np.all(np.isfinite(values)) and np.all(values >= 0.0)
     np.testing.assert_allclose(values.sum(axis=axis), 1.0, rtol=1e-5)

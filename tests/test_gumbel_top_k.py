@@ -4,16 +4,9 @@ import keras
 import numpy as np
 import pytest
 from scipy import special, stats
-from testing import (
-    FLOAT64,
-    assert_config_round_trip,
-    assert_mixed_precision,
-    assert_model_save_load,
-    gradient,
-    to_numpy,
-)
 
 import keras_gumbel as kg
+from tests import testing
 
 PROBS = np.array([0.05, 0.1, 0.15, 0.3, 0.4])
 
@@ -46,10 +39,34 @@ def reference_relaxed_top_k(keys, k, temperature):
     return total
 
 
+@pytest.mark.parametrize(
+    "init_kwargs, shape",
+    [
+        ({"k": 2, "seed": 0}, (8, 6)),
+        (
+            {
+                "k": 2,
+                "temperature": 2.0,
+                "hard": True,
+                "inference": "sample",
+                "seed": 1,
+            },
+            (8, 6),
+        ),
+        ({"k": 2, "axis": 1, "inference": "softmax", "seed": 2}, (8, 3, 5)),
+    ],
+)
+def test_layer_behaviour(init_kwargs, shape, tmp_path):
+    logits = np.random.default_rng(0).normal(size=shape)
+    testing.run_layer_test(
+        kg.GumbelTopK, init_kwargs, logits, supports_masking=True, tmp_path=tmp_path
+    )
+
+
 def test_hard_subsets_follow_exact_sampling_without_replacement():
     n, k, samples = 5, 2, 20_000
     logits = np.tile(np.log(PROBS).astype("float32"), (samples, 1))
-    subsets = to_numpy(kg.ops.gumbel_top_k(logits, k, hard=True, seed=1234))
+    subsets = testing.to_numpy(kg.ops.gumbel_top_k(logits, k, hard=True, seed=1234))
     assert np.all(subsets.sum(axis=-1) == k)
     exact = exact_subset_probabilities(PROBS, k)
     assert len(exact) == 10 and np.isclose(sum(exact.values()), 1.0)
@@ -68,9 +85,9 @@ def test_hard_subsets_follow_exact_sampling_without_replacement():
 def test_hard_is_the_top_k_of_perturbed_logits():
     rng = np.random.default_rng(0)
     logits = rng.normal(size=(64, 7)).astype("float32")
-    subsets = to_numpy(kg.ops.gumbel_top_k(logits, 3, hard=True, seed=7))
+    subsets = testing.to_numpy(kg.ops.gumbel_top_k(logits, 3, hard=True, seed=7))
     # The same int seed draws the same noise (one draw per call).
-    keys = logits + to_numpy(kg.ops.sample_gumbel(logits.shape, seed=7))
+    keys = logits + testing.to_numpy(kg.ops.sample_gumbel(logits.shape, seed=7))
     expected = np.zeros_like(logits)
     np.put_along_axis(expected, np.argsort(-keys, axis=-1)[:, :3], 1.0, axis=-1)
     np.testing.assert_array_equal(subsets, expected)
@@ -81,8 +98,8 @@ def test_hard_is_the_top_k_of_perturbed_logits():
 def test_relaxed_matches_xie_ermon_recursion(temperature):
     rng = np.random.default_rng(1)
     logits = rng.normal(size=(32, 6)).astype("float32")
-    relaxed = to_numpy(kg.ops.gumbel_top_k(logits, 3, temperature, seed=3))
-    keys = logits + to_numpy(kg.ops.sample_gumbel(logits.shape, seed=3))
+    relaxed = testing.to_numpy(kg.ops.gumbel_top_k(logits, 3, temperature, seed=3))
+    keys = logits + testing.to_numpy(kg.ops.sample_gumbel(logits.shape, seed=3))
     np.testing.assert_allclose(
         relaxed, reference_relaxed_top_k(keys, 3, temperature), atol=2e-5
     )
@@ -96,7 +113,7 @@ def test_relaxed_two_categories_closed_form():
     d = 0.8
     for temperature in (0.5, 1.0, 2.0):
         layer.temperature.assign(temperature)
-        out = to_numpy(layer(np.array([[d, 0.0]], "float32")))
+        out = testing.to_numpy(layer(np.array([[d, 0.0]], "float32")))
         first = special.expit(d / temperature) + special.expit(
             d * (temperature - 1) / temperature**2
         )
@@ -107,7 +124,7 @@ def test_relaxed_two_categories_closed_form():
 def test_relaxed_sums_to_k_and_is_non_negative(temperature):
     rng = np.random.default_rng(2)
     logits = (3 * rng.normal(size=(256, 7))).astype("float32")
-    relaxed = to_numpy(kg.ops.gumbel_top_k(logits, 3, temperature, seed=4))
+    relaxed = testing.to_numpy(kg.ops.gumbel_top_k(logits, 3, temperature, seed=4))
     np.testing.assert_allclose(relaxed.sum(axis=-1), 3.0, atol=1e-5)
     assert np.all(relaxed >= 0)
 
@@ -115,15 +132,15 @@ def test_relaxed_sums_to_k_and_is_non_negative(temperature):
 def test_relaxed_tends_to_hard_as_temperature_goes_to_zero():
     rng = np.random.default_rng(3)
     logits = rng.normal(size=(2000, 6)).astype("float32")
-    hard = to_numpy(kg.ops.gumbel_top_k(logits, 2, hard=True, seed=5))
+    hard = testing.to_numpy(kg.ops.gumbel_top_k(logits, 2, hard=True, seed=5))
     errors = []
     for temperature in (1.0, 0.1, 1e-2, 1e-4, 1e-6):
-        relaxed = to_numpy(kg.ops.gumbel_top_k(logits, 2, temperature, seed=5))
+        relaxed = testing.to_numpy(kg.ops.gumbel_top_k(logits, 2, temperature, seed=5))
         errors.append(np.abs(relaxed - hard).mean())
     assert all(later < earlier for earlier, later in itertools.pairwise(errors))
     # At t = 1e-6 every row whose top keys are not within ~1e-5 of each other
     # (all 2000 here) is k-hot to float32 precision, and inside [0, 1].
-    relaxed = to_numpy(kg.ops.gumbel_top_k(logits, 2, 1e-6, seed=5))
+    relaxed = testing.to_numpy(kg.ops.gumbel_top_k(logits, 2, 1e-6, seed=5))
     np.testing.assert_allclose(relaxed, hard, atol=1e-5)
 
 
@@ -139,8 +156,8 @@ def test_hard_gradient_equals_relaxed_gradient():
 
         return f
 
-    hard_gradient = gradient(loss(True), logits)
-    relaxed_gradient = gradient(loss(False), logits)
+    hard_gradient = testing.gradient(loss(True), logits)
+    relaxed_gradient = testing.gradient(loss(False), logits)
     assert np.all(np.isfinite(hard_gradient))
     assert np.abs(hard_gradient).max() > 0
     np.testing.assert_array_equal(hard_gradient, relaxed_gradient)
@@ -152,11 +169,13 @@ def test_masked_items_are_never_chosen_and_get_no_gradient(hard):
     logits = rng.normal(size=(500, 6)).astype("float32")
     mask = rng.random((500, 6)) < 0.7
     mask[:, :3] = True  # at least 3 allowed per row
-    sample = to_numpy(kg.ops.gumbel_top_k(logits, 3, 0.5, hard=hard, mask=mask, seed=1))
+    sample = testing.to_numpy(
+        kg.ops.gumbel_top_k(logits, 3, 0.5, hard=hard, mask=mask, seed=1)
+    )
     assert np.all(sample[~mask] == 0.0)
     np.testing.assert_allclose(sample.sum(axis=-1), 3.0, atol=1e-5)
     weights = keras.ops.convert_to_tensor(rng.normal(size=(500, 6)).astype("float32"))
-    grad = gradient(
+    grad = testing.gradient(
         lambda x: keras.ops.sum(
             kg.ops.gumbel_top_k(x, 3, 0.5, hard=hard, mask=mask, seed=1) * weights
         ),
@@ -176,13 +195,15 @@ def test_fewer_allowed_than_k_chooses_only_the_allowed(hard):
             [True, True, True, True, False],  # 4 allowed
         ]
     )
-    sample = to_numpy(kg.ops.gumbel_top_k(logits, 3, 0.5, hard=hard, mask=mask, seed=2))
+    sample = testing.to_numpy(
+        kg.ops.gumbel_top_k(logits, 3, 0.5, hard=hard, mask=mask, seed=2)
+    )
     assert np.all(np.isfinite(sample))
     np.testing.assert_allclose(sample[0], [1, 0, 1, 0, 0], atol=1e-6)
     np.testing.assert_array_equal(sample[1], np.zeros(5))
     np.testing.assert_allclose(sample[2].sum(), 3.0, atol=1e-6)
     assert sample[2, 4] == 0.0
-    grad = gradient(
+    grad = testing.gradient(
         lambda x: keras.ops.sum(
             kg.ops.gumbel_top_k(x, 3, 0.5, hard=hard, mask=mask, seed=2)
             * keras.ops.arange(5, dtype="float32")
@@ -200,12 +221,12 @@ def test_extreme_logits_and_temperatures_stay_finite(hard):
     logits[:, 0] = 1e4  # ties and near-ties at the top
     logits[:, 1] = 1e4
     for temperature in (1e-8, 1e-2, 1e3):
-        sample = to_numpy(
+        sample = testing.to_numpy(
             kg.ops.gumbel_top_k(logits, 4, temperature, hard=hard, seed=3)
         )
         assert np.all(np.isfinite(sample))
         np.testing.assert_allclose(sample.sum(axis=-1), 4.0, atol=1e-4)
-        grad = gradient(
+        grad = testing.gradient(
             lambda x, t=temperature: keras.ops.sum(
                 kg.ops.gumbel_top_k(x, 4, t, hard=hard, seed=3)
                 * keras.ops.arange(8, dtype="float32")
@@ -221,12 +242,12 @@ def test_any_axis_equals_moving_the_axis_last(axis):
     logits = rng.normal(size=(5, 6, 4)).astype("float32")
     last = np.moveaxis(logits, axis, -1)
     for hard in (False, True):
-        on_axis = to_numpy(
+        on_axis = testing.to_numpy(
             kg.ops.gumbel_top_k(logits, 2, 0.5, hard=hard, axis=axis, seed=9)
         )
         # The category axis is moved last before the noise is drawn, so the
         # same int seed gives the same sample.
-        moved = to_numpy(kg.ops.gumbel_top_k(last, 2, 0.5, hard=hard, seed=9))
+        moved = testing.to_numpy(kg.ops.gumbel_top_k(last, 2, 0.5, hard=hard, seed=9))
         assert on_axis.shape == logits.shape
         np.testing.assert_array_equal(np.moveaxis(on_axis, axis, -1), moved)
         np.testing.assert_allclose(on_axis.sum(axis=axis), 2.0, atol=1e-5)
@@ -237,7 +258,7 @@ def test_any_axis_equals_moving_the_axis_last(axis):
     [
         "float16",
         "bfloat16",
-        FLOAT64,
+        testing.FLOAT64,
     ],
 )
 def test_dtypes(dtype):
@@ -245,7 +266,7 @@ def test_dtypes(dtype):
     for hard in (False, True):
         sample = kg.ops.gumbel_top_k(logits, 2, 0.5, hard=hard, seed=1)
         assert keras.backend.standardize_dtype(sample.dtype) == dtype
-        values = to_numpy(keras.ops.cast(sample, "float32"))
+        values = testing.to_numpy(keras.ops.cast(sample, "float32"))
         assert np.all(np.isfinite(values))
         np.testing.assert_allclose(values.sum(axis=-1), 2.0, atol=2e-2)
 
@@ -312,16 +333,20 @@ def test_bad_arguments():
 def test_layer_training_and_inference_modes():
     logits = np.log(np.array([[0.5, 0.1, 0.3, 0.1], [0.1, 0.2, 0.3, 0.4]], "float32"))
     layer = kg.GumbelTopK(2, temperature=0.5, hard=True, seed=0)
-    first, second = (to_numpy(layer(logits, training=True)) for _ in range(2))
+    first, second = (testing.to_numpy(layer(logits, training=True)) for _ in range(2))
     for sample in (first, second):
         assert np.all(sample.sum(-1) == 2) and set(np.unique(sample)) <= {0.0, 1.0}
-    np.testing.assert_array_equal(to_numpy(layer(logits)), [[1, 0, 1, 0], [0, 0, 1, 1]])
+    np.testing.assert_array_equal(
+        testing.to_numpy(layer(logits)), [[1, 0, 1, 0], [0, 0, 1, 1]]
+    )
     relaxed = kg.GumbelTopK(2, temperature=0.5, inference="softmax")
     np.testing.assert_allclose(
-        to_numpy(relaxed(logits)), reference_relaxed_top_k(logits, 2, 0.5), atol=1e-5
+        testing.to_numpy(relaxed(logits)),
+        reference_relaxed_top_k(logits, 2, 0.5),
+        atol=1e-5,
     )
     sampler = kg.GumbelTopK(2, inference="sample", seed=1)
-    draws = np.stack([to_numpy(sampler(logits)) for _ in range(20)])
+    draws = np.stack([testing.to_numpy(sampler(logits)) for _ in range(20)])
     assert np.all(draws.sum(-1) == 2)
     assert len({d.tobytes() for d in draws}) > 1  # random, not the argmax
 
@@ -331,7 +356,8 @@ def test_layer_seed_makes_sequences_reproducible():
     a, b = kg.GumbelTopK(3, seed=5), kg.GumbelTopK(3, seed=5)
     for _ in range(3):
         np.testing.assert_array_equal(
-            to_numpy(a(logits, training=True)), to_numpy(b(logits, training=True))
+            testing.to_numpy(a(logits, training=True)),
+            testing.to_numpy(b(logits, training=True)),
         )
 
 
@@ -340,7 +366,7 @@ def test_layer_mask_argument_and_propagation():
     logits = np.zeros((3, 4), "float32")
     mask = np.array([[1, 1, 0, 1], [0, 0, 1, 0], [1, 1, 1, 1]], bool)
     for training in (True, False):
-        out = to_numpy(layer(logits, training=training, mask=mask))
+        out = testing.to_numpy(layer(logits, training=training, mask=mask))
         assert np.all(out[~mask] == 0)
         np.testing.assert_array_equal(out.sum(-1), [2, 1, 2])
     # A Keras mask from upstream (one rank less: padded rows) reaches the layer.
@@ -348,7 +374,7 @@ def test_layer_mask_argument_and_propagation():
     embedded = keras.layers.Embedding(5, 4, mask_zero=True)(inputs)
     outputs = kg.GumbelTopK(2)(embedded)
     model = keras.Model(inputs, outputs)
-    out = to_numpy(model(np.array([[1, 2, 0]])))
+    out = testing.to_numpy(model(np.array([[1, 2, 0]])))
     np.testing.assert_array_equal(out.sum(-1), [[2, 2, 0]])
 
 
@@ -356,9 +382,9 @@ def test_layer_temperature_is_annealable():
     layer = kg.GumbelTopK(2, temperature=2.0, inference="softmax")
     assert isinstance(layer, kg.AnnealableLayer)
     logits = np.array([[2.0, 1.0, 0.0]], "float32")
-    hot = to_numpy(layer(logits))
+    hot = testing.to_numpy(layer(logits))
     layer.temperature.assign(1e-3)
-    cold = to_numpy(layer(logits))
+    cold = testing.to_numpy(layer(logits))
     np.testing.assert_allclose(cold, [[1, 1, 0]], atol=1e-6)
     assert not np.allclose(hot, cold)
 
@@ -367,28 +393,15 @@ def test_layer_config_round_trip():
     layer = kg.GumbelTopK(
         3, temperature=0.7, hard=True, axis=1, inference="sample", seed=4, name="top"
     )
-    clone = assert_config_round_trip(layer)
+    clone = testing.assert_config_round_trip(layer)
     assert (clone.k, clone.hard, clone.axis, clone.inference) == (3, True, 1, "sample")
     assert clone.initial_temperature == 0.7 and clone.seed == 4
 
 
-def test_layer_model_save_load(tmp_path):
-    inputs = keras.Input((6,))
-    outputs = kg.GumbelTopK(2, temperature=2.0, hard=True, seed=1)(
-        keras.layers.Dense(6)(inputs)
-    )
-    model = keras.Model(inputs, outputs)
-    model.layers[-1].temperature.assign(0.25)
-    x = np.random.default_rng(0).normal(size=(4, 6)).astype("float32")
-    loaded = assert_model_save_load(model, x, tmp_path / "top_k.keras")
-    assert float(to_numpy(loaded.layers[-1].temperature)) == 0.25
-
-
 @pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
-def test_layer_mixed_precision(policy):
+def test_hard_samples_are_exactly_k_hot_under_mixed_precision(policy):
+    keras.config.set_dtype_policy(policy)
+    layer = kg.GumbelTopK(2, hard=True, seed=0)
     x = np.log(np.tile(PROBS, (4, 1))).astype("float32")
-    layer = assert_mixed_precision(
-        lambda: kg.GumbelTopK(2, hard=True, seed=0), x, policy
-    )
-    out = to_numpy(keras.ops.cast(layer(x, training=True), "float32"))
+    out = testing.to_numpy(keras.ops.cast(layer(x, training=True), "float32"))
     np.testing.assert_array_equal(out.sum(-1), 2.0)

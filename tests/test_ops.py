@@ -12,32 +12,16 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from keras import ops
 from scipy import stats
-from testing import (
-    FLOAT64,
-    INT64,
-    assert_exact_one_hot,
-    backend,
-    chi_square_pvalue,
-    gradient,
-    ks_2samp_columns,
-    to_numpy,
-)
 
 import keras_gumbel as kg
+from tests import testing
 
 TF_ONLY = pytest.mark.skipif(
-    backend() != "tensorflow",
+    testing.backend() != "tensorflow",
     reason="cross-checks against TensorFlow Probability or traces a tf.function",
 )
 
 LOGITS_6 = np.array([1.2, -0.4, 0.3, 2.0, -1.5, 0.0], dtype="float32")
-
-
-def softmax(logits, axis=-1):
-    logits = np.asarray(logits, dtype="float64")
-    shifted = logits - np.max(logits, axis=axis, keepdims=True)
-    exp = np.exp(shifted)
-    return exp / np.sum(exp, axis=axis, keepdims=True)
 
 
 def weighted_sum(weights):
@@ -75,10 +59,10 @@ def test_samples_match_tfp_relaxed_one_hot_categorical(n, temperature):
     logits = ks_logits(n)
     config = KS_CONFIGS.index((n, temperature))
     batch = np.broadcast_to(logits, (KS_SAMPLES, 2, n))
-    ours = to_numpy(kg.ops.gumbel_softmax(batch, temperature, seed=config))
+    ours = testing.to_numpy(kg.ops.gumbel_softmax(batch, temperature, seed=config))
     reference = tfp.distributions.RelaxedOneHotCategorical(temperature, logits=logits)
     theirs = reference.sample(KS_SAMPLES, seed=1000 + config).numpy()
-    distance, pvalue = ks_2samp_columns(ours, theirs)
+    distance, pvalue = testing.ks_2samp_columns(ours, theirs)
     worst = int(np.argmin(pvalue))
     assert pvalue[worst] > KS_TEST_ALPHA, (worst, distance[worst], pvalue[worst])
     # The vectorised statistic is scipy's (checked on the worst coordinate).
@@ -96,9 +80,9 @@ def test_ks_comparison_detects_a_wrong_temperature():
     n, temperature = 10, 0.5
     logits = ks_logits(n)
     batch = np.broadcast_to(logits, (KS_SAMPLES, 2, n))
-    ours = to_numpy(kg.ops.gumbel_softmax(batch, temperature, seed=0))
+    ours = testing.to_numpy(kg.ops.gumbel_softmax(batch, temperature, seed=0))
     wrong = tfp.distributions.RelaxedOneHotCategorical(1.2 * temperature, logits)
-    _, pvalue = ks_2samp_columns(ours, wrong.sample(KS_SAMPLES, seed=7).numpy())
+    _, pvalue = testing.ks_2samp_columns(ours, wrong.sample(KS_SAMPLES, seed=7).numpy())
     assert pvalue.min() < KS_TEST_ALPHA
 
 
@@ -122,7 +106,7 @@ def test_log_densities_match_tfp(dtype, n):
         log_sample = exp_reference.sample(500, seed=n).numpy()
         sample = np.exp(log_sample)
 
-        ours = to_numpy(
+        ours = testing.to_numpy(
             kg.ops.exp_relaxed_one_hot_log_prob(log_sample, logits, temperature)
         )
         assert ours.dtype == dtype
@@ -130,7 +114,9 @@ def test_log_densities_match_tfp(dtype, n):
             ours, exp_reference.log_prob(log_sample).numpy(), rtol=1e-5
         )
 
-        ours = to_numpy(kg.ops.relaxed_one_hot_log_prob(sample, logits, temperature))
+        ours = testing.to_numpy(
+            kg.ops.relaxed_one_hot_log_prob(sample, logits, temperature)
+        )
         theirs = reference.log_prob(sample).numpy()
         assert np.all(np.isfinite(ours))
         finite = np.isfinite(theirs)
@@ -162,11 +148,15 @@ def test_log_densities_stay_finite_where_tfp_relaxed_density_is_nan(dtype):
 
     ours_exp = kg.ops.exp_relaxed_one_hot_log_prob(log_sample, logits, temperature)
     np.testing.assert_allclose(
-        to_numpy(ours_exp), exp_reference.log_prob(log_sample).numpy(), rtol=1e-5
+        testing.to_numpy(ours_exp),
+        exp_reference.log_prob(log_sample).numpy(),
+        rtol=1e-5,
     )
-    ours = to_numpy(kg.ops.relaxed_one_hot_log_prob(sample, logits, temperature))
+    ours = testing.to_numpy(
+        kg.ops.relaxed_one_hot_log_prob(sample, logits, temperature)
+    )
     assert np.all(np.isfinite(ours))
-    grad = gradient(
+    grad = testing.gradient(
         lambda v: ops.sum(kg.ops.relaxed_one_hot_log_prob(sample, v, temperature)),
         logits,
     )
@@ -174,23 +164,27 @@ def test_log_densities_stay_finite_where_tfp_relaxed_density_is_nan(dtype):
     # Our own low-temperature samples are also given a finite density.
     ours_sample = kg.ops.gumbel_softmax(np.broadcast_to(logits, (1000, n)), 0.05)
     density = kg.ops.relaxed_one_hot_log_prob(ours_sample, logits, temperature)
-    assert np.all(np.isfinite(to_numpy(density)))
+    assert np.all(np.isfinite(testing.to_numpy(density)))
 
 
 def test_log_density_axis_and_broadcasting():
     rng = np.random.default_rng(0)
     logits = rng.normal(size=5).astype("float32")
-    sample = to_numpy(kg.ops.gumbel_softmax(np.broadcast_to(logits, (8, 5)), seed=2))
-    last = to_numpy(kg.ops.relaxed_one_hot_log_prob(sample, logits, 0.7))
+    sample = testing.to_numpy(
+        kg.ops.gumbel_softmax(np.broadcast_to(logits, (8, 5)), seed=2)
+    )
+    last = testing.to_numpy(kg.ops.relaxed_one_hot_log_prob(sample, logits, 0.7))
     assert last.shape == (8,)
     first = kg.ops.relaxed_one_hot_log_prob(sample.T, logits[:, None], 0.7, axis=0)
-    np.testing.assert_allclose(to_numpy(first), last, rtol=1e-6)
+    np.testing.assert_allclose(testing.to_numpy(first), last, rtol=1e-6)
     log_first = kg.ops.exp_relaxed_one_hot_log_prob(
         np.log(sample.T), logits[:, None], 0.7, axis=0
     )
     np.testing.assert_allclose(
-        to_numpy(log_first),
-        to_numpy(kg.ops.exp_relaxed_one_hot_log_prob(np.log(sample), logits, 0.7)),
+        testing.to_numpy(log_first),
+        testing.to_numpy(
+            kg.ops.exp_relaxed_one_hot_log_prob(np.log(sample), logits, 0.7)
+        ),
         rtol=1e-6,
     )
 
@@ -207,7 +201,7 @@ def test_relaxed_density_integrates_to_one_for_two_categories():
     logits = np.array([0.7, -0.2])
     for temperature in (0.5, 1.0, 3.0):
         log_density = kg.ops.relaxed_one_hot_log_prob(sample, logits, temperature)
-        total = np.trapezoid(np.exp(to_numpy(log_density)) * y0 * y1, s)
+        total = np.trapezoid(np.exp(testing.to_numpy(log_density)) * y0 * y1, s)
         assert total == pytest.approx(1.0, abs=1e-6)
 
 
@@ -223,8 +217,10 @@ def test_hard_sample_frequencies_match_softmax(estimator):
     # softmax(logits) at level 1e-3.
     batch = np.broadcast_to(LOGITS_6, (CHI_SQUARE_SAMPLES, 6))
     sample = kg.ops.gumbel_softmax(batch, 0.5, hard=True, estimator=estimator, seed=3)
-    assert_exact_one_hot(sample)
-    assert chi_square_pvalue(sample, softmax(LOGITS_6)) > CHI_SQUARE_ALPHA
+    testing.assert_exact_one_hot(sample)
+    assert (
+        testing.chi_square_pvalue(sample, testing.softmax(LOGITS_6)) > CHI_SQUARE_ALPHA
+    )
 
 
 def test_hard_sample_frequencies_with_mask_and_infinite_logits():
@@ -234,34 +230,38 @@ def test_hard_sample_frequencies_with_mask_and_infinite_logits():
     logits = LOGITS_6.copy()
     logits[4] = -np.inf
     mask = np.array([True, False, True, True, True, True])
-    probabilities = np.where(mask, softmax(np.where(mask, logits, -np.inf)), 0.0)
+    probabilities = np.where(
+        mask, testing.softmax(np.where(mask, logits, -np.inf)), 0.0
+    )
     batch = np.broadcast_to(logits[:, None], (6, CHI_SQUARE_SAMPLES))
     sample = kg.ops.gumbel_softmax(
         batch, 2.0, hard=True, axis=0, mask=mask[:, None], seed=4
     )
-    assert_exact_one_hot(sample, axis=0)
-    assert chi_square_pvalue(sample, probabilities, axis=0) > CHI_SQUARE_ALPHA
+    testing.assert_exact_one_hot(sample, axis=0)
+    assert testing.chi_square_pvalue(sample, probabilities, axis=0) > CHI_SQUARE_ALPHA
 
 
-@pytest.mark.parametrize("dtype", ["float16", "bfloat16", "float32", FLOAT64])
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16", "float32", testing.FLOAT64])
 def test_hard_samples_are_exact_one_hots(dtype):
     logits = np.random.default_rng(1).normal(size=(64, 3, 7)).astype(dtype)
     for temperature in (1e-4, 0.1, 1.0, 100.0):
         sample = kg.ops.gumbel_softmax(logits, temperature, hard=True, seed=5)
         assert keras.backend.standardize_dtype(sample.dtype) == dtype
-        assert_exact_one_hot(sample)
+        testing.assert_exact_one_hot(sample)
 
 
 def test_hard_gradient_is_the_relaxed_gradient_of_the_same_noise():
     rng = np.random.default_rng(2)
     logits = rng.normal(size=(32, 5)).astype("float32")
     loss = weighted_sum(rng.normal(size=(32, 5)))
-    soft = to_numpy(kg.ops.gumbel_softmax(logits, 0.7, seed=9))
-    hard = to_numpy(kg.ops.gumbel_softmax(logits, 0.7, hard=True, seed=9))
+    soft = testing.to_numpy(kg.ops.gumbel_softmax(logits, 0.7, seed=9))
+    hard = testing.to_numpy(kg.ops.gumbel_softmax(logits, 0.7, hard=True, seed=9))
     # Same int seed, same noise: the hard sample is the argmax of the soft one.
     np.testing.assert_array_equal(hard, np.eye(5)[np.argmax(soft, axis=-1)])
-    soft_grad = gradient(lambda v: loss(kg.ops.gumbel_softmax(v, 0.7, seed=9)), logits)
-    hard_grad = gradient(
+    soft_grad = testing.gradient(
+        lambda v: loss(kg.ops.gumbel_softmax(v, 0.7, seed=9)), logits
+    )
+    hard_grad = testing.gradient(
         lambda v: loss(kg.ops.gumbel_softmax(v, 0.7, hard=True, seed=9)), logits
     )
     assert np.abs(soft_grad).max() > 1e-3
@@ -270,15 +270,19 @@ def test_hard_gradient_is_the_relaxed_gradient_of_the_same_noise():
 
 def test_int_seed_reproduces_and_seed_none_is_fresh():
     logits = np.zeros((4, 10), dtype="float32")
-    first = to_numpy(kg.ops.gumbel_softmax(logits, seed=1))
+    first = testing.to_numpy(kg.ops.gumbel_softmax(logits, seed=1))
     np.testing.assert_array_equal(
-        first, to_numpy(kg.ops.gumbel_softmax(logits, seed=1))
+        first, testing.to_numpy(kg.ops.gumbel_softmax(logits, seed=1))
     )
-    assert not np.array_equal(first, to_numpy(kg.ops.gumbel_softmax(logits, seed=2)))
-    fresh = [to_numpy(kg.ops.gumbel_softmax(logits)) for _ in range(2)]
+    assert not np.array_equal(
+        first, testing.to_numpy(kg.ops.gumbel_softmax(logits, seed=2))
+    )
+    fresh = [testing.to_numpy(kg.ops.gumbel_softmax(logits)) for _ in range(2)]
     assert not np.array_equal(*fresh)
     generator = keras.random.SeedGenerator(0)
-    sequence = [to_numpy(kg.ops.gumbel_softmax(logits, seed=generator)) for _ in "ab"]
+    sequence = [
+        testing.to_numpy(kg.ops.gumbel_softmax(logits, seed=generator)) for _ in "ab"
+    ]
     assert not np.array_equal(*sequence)
 
 
@@ -296,7 +300,7 @@ def test_compiled_gumbel_softmax_draws_fresh_noise_every_call(jit_compile):
     temperature = tf.constant(0.5)
     samples = [draw(temperature).numpy() for _ in range(3)]
     for sample in samples:
-        assert_exact_one_hot(sample)
+        testing.assert_exact_one_hot(sample)
     assert not np.array_equal(samples[0], samples[1])
     assert not np.array_equal(samples[1], samples[2])
 
@@ -313,14 +317,16 @@ def test_masked_categories_get_zero_output_and_zero_gradient(hard):
     mask[5] = False  # a row with no allowed category
     loss = weighted_sum(rng.normal(size=(6, 5)))
 
-    sample = to_numpy(kg.ops.gumbel_softmax(logits, 0.5, hard=hard, mask=mask, seed=1))
+    sample = testing.to_numpy(
+        kg.ops.gumbel_softmax(logits, 0.5, hard=hard, mask=mask, seed=1)
+    )
     assert np.all(sample[~mask] == 0.0)
     np.testing.assert_allclose(sample[:5].sum(axis=-1), 1.0, rtol=1e-6)
     np.testing.assert_array_equal(sample[5], 0.0)
     if hard:
-        assert_exact_one_hot(sample[:5])
+        testing.assert_exact_one_hot(sample[:5])
 
-    grad = gradient(
+    grad = testing.gradient(
         lambda v: loss(kg.ops.gumbel_softmax(v, 0.5, hard=hard, mask=mask, seed=1)),
         logits,
     )
@@ -333,7 +339,7 @@ def test_row_mask_of_one_rank_less_zeros_whole_rows():
     logits = np.random.default_rng(5).normal(size=(3, 4, 6)).astype("float32")
     row_mask = np.array([[True, False, True, True]] * 3)
     for axis in (-1, 1):
-        sample = to_numpy(
+        sample = testing.to_numpy(
             kg.ops.gumbel_softmax(
                 np.moveaxis(logits, -1, axis), mask=row_mask, axis=axis, seed=0
             )
@@ -346,9 +352,11 @@ def test_row_mask_of_one_rank_less_zeros_whole_rows():
 def test_broadcast_mask():
     logits = np.zeros((100, 4), dtype="float32")
     mask = np.array([[True, False, True, False]])
-    sample = to_numpy(kg.ops.gumbel_softmax(logits, hard=True, mask=mask, seed=0))
+    sample = testing.to_numpy(
+        kg.ops.gumbel_softmax(logits, hard=True, mask=mask, seed=0)
+    )
     assert np.all(sample[:, [1, 3]] == 0.0)
-    assert_exact_one_hot(sample)
+    testing.assert_exact_one_hot(sample)
 
 
 @pytest.mark.parametrize("hard", [False, True])
@@ -365,13 +373,15 @@ def test_infinite_and_huge_logits_are_finite(hard):
     )
     loss = weighted_sum(np.arange(20, dtype="float32").reshape(5, 4))
     for temperature in (1e-4, 1.0, 1e3):
-        sample = to_numpy(kg.ops.gumbel_softmax(logits, temperature, hard=hard, seed=3))
+        sample = testing.to_numpy(
+            kg.ops.gumbel_softmax(logits, temperature, hard=hard, seed=3)
+        )
         assert np.all(np.isfinite(sample)) and np.all(sample >= 0.0)
         np.testing.assert_array_equal(sample[1], 0.0)  # no possible category
         np.testing.assert_allclose(sample[[0, 2, 3, 4]].sum(-1), 1.0, rtol=1e-6)
         assert np.all(sample[np.isneginf(logits)] == 0.0)
         assert sample[0, 0] == pytest.approx(1.0)
-        grad = gradient(
+        grad = testing.gradient(
             lambda v, t=temperature: loss(
                 kg.ops.gumbel_softmax(v, t, hard=hard, seed=3)
             ),
@@ -390,15 +400,17 @@ def test_tiny_temperature_gives_finite_values_and_gradients(hard):
     def sample(v, t=1e-4):
         return kg.ops.gumbel_softmax(v, t, hard=hard, seed=2)
 
-    values = to_numpy(sample(logits))
+    values = testing.to_numpy(sample(logits))
     assert np.all(np.isfinite(values))
     np.testing.assert_allclose(values.sum(-1), 1.0, rtol=1e-6)
-    assert np.all(np.isfinite(gradient(lambda v: loss(sample(v)), logits)))
-    grad_temperature = gradient(lambda t: loss(sample(logits, t)), np.float32(1e-4))
+    assert np.all(np.isfinite(testing.gradient(lambda v: loss(sample(v)), logits)))
+    grad_temperature = testing.gradient(
+        lambda t: loss(sample(logits, t)), np.float32(1e-4)
+    )
     assert np.isfinite(grad_temperature)
 
 
-@pytest.mark.parametrize("dtype", ["float16", "bfloat16", FLOAT64])
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16", testing.FLOAT64])
 def test_other_dtypes_keep_dtype_and_stay_finite(dtype):
     big = 6e4 if dtype == "float16" else 1e30
     logits = np.array([[big, -big, 0.0, 1.0], [0.5, 0.2, -0.1, 0.0]], dtype=dtype)
@@ -406,7 +418,7 @@ def test_other_dtypes_keep_dtype_and_stay_finite(dtype):
         for hard in (False, True):
             sample = kg.ops.gumbel_softmax(logits, temperature, hard=hard, seed=1)
             assert keras.backend.standardize_dtype(sample.dtype) == dtype
-            values = to_numpy(sample).astype("float64")
+            values = testing.to_numpy(sample).astype("float64")
             assert np.all(np.isfinite(values)) and np.all(values >= 0.0)
             np.testing.assert_allclose(values.sum(-1), 1.0, rtol=1e-2)
 
@@ -419,22 +431,25 @@ def test_tempered_softmax_matches_numpy():
     logits = (3 * rng.normal(size=(5, 6))).astype("float32")
     for temperature in (0.1, 1.0, 7.0):
         np.testing.assert_allclose(
-            to_numpy(kg.ops.tempered_softmax(logits, temperature)),
-            softmax(logits / temperature),
+            testing.to_numpy(kg.ops.tempered_softmax(logits, temperature)),
+            testing.softmax(logits / temperature),
             rtol=1e-5,
             atol=1e-7,
         )
     np.testing.assert_allclose(
-        to_numpy(kg.ops.tempered_softmax(logits, 2.0, axis=0)),
-        softmax(logits / 2.0, axis=0),
+        testing.to_numpy(kg.ops.tempered_softmax(logits, 2.0, axis=0)),
+        testing.softmax(logits / 2.0, axis=0),
         rtol=1e-5,
         atol=1e-7,
     )
     mask = rng.random((5, 6)) < 0.5
     mask[:, 0] = True
-    masked = to_numpy(kg.ops.tempered_softmax(logits, 0.5, mask=mask))
+    masked = testing.to_numpy(kg.ops.tempered_softmax(logits, 0.5, mask=mask))
     np.testing.assert_allclose(
-        masked, softmax(np.where(mask, logits / 0.5, -np.inf)), rtol=1e-5, atol=1e-7
+        masked,
+        testing.softmax(np.where(mask, logits / 0.5, -np.inf)),
+        rtol=1e-5,
+        atol=1e-7,
     )
 
 
@@ -443,9 +458,11 @@ def test_tempered_softmax_extremes():
         [[1e30, -1e30, 0.0], [-np.inf, -np.inf, -np.inf], [5.0, 5.0, -np.inf]],
         dtype="float32",
     )
-    values = to_numpy(kg.ops.tempered_softmax(logits, 1e-4))
+    values = testing.to_numpy(kg.ops.tempered_softmax(logits, 1e-4))
     np.testing.assert_array_equal(values, [[1, 0, 0], [0, 0, 0], [0.5, 0.5, 0]])
-    grad = gradient(lambda v: ops.sum(kg.ops.tempered_softmax(v, 1e-4) ** 2), logits)
+    grad = testing.gradient(
+        lambda v: ops.sum(kg.ops.tempered_softmax(v, 1e-4) ** 2), logits
+    )
     assert np.all(np.isfinite(grad))
 
 
@@ -467,9 +484,9 @@ def test_tempered_softmax_gradient_with_infinite_and_huge_logits():
         expected = np.exp(scaled) / np.exp(scaled).sum(-1, keepdims=True)
         inner = (weights * expected).sum(-1, keepdims=True)
         expected_grad = expected * (weights - inner) / temperature
-        values = to_numpy(kg.ops.tempered_softmax(logits, temperature))
+        values = testing.to_numpy(kg.ops.tempered_softmax(logits, temperature))
         np.testing.assert_allclose(values, expected, rtol=1e-5, atol=1e-7)
-        grad = gradient(
+        grad = testing.gradient(
             lambda v, t=temperature: loss(kg.ops.tempered_softmax(v, t)), logits
         )
         np.testing.assert_allclose(grad, expected_grad, rtol=1e-4, atol=1e-6)
@@ -480,16 +497,17 @@ def test_argmax_one_hot():
     rng = np.random.default_rng(8)
     logits = rng.normal(size=(4, 3, 5)).astype("float32")
     np.testing.assert_array_equal(
-        to_numpy(kg.ops.argmax_one_hot(logits)), np.eye(5)[np.argmax(logits, -1)]
+        testing.to_numpy(kg.ops.argmax_one_hot(logits)),
+        np.eye(5)[np.argmax(logits, -1)],
     )
-    along_1 = to_numpy(kg.ops.argmax_one_hot(logits, axis=1))
+    along_1 = testing.to_numpy(kg.ops.argmax_one_hot(logits, axis=1))
     np.testing.assert_array_equal(
         along_1, np.moveaxis(np.eye(3)[np.argmax(logits, 1)], -1, 1)
     )
     mask = np.ones((4, 3, 5), dtype=bool)
     mask[..., 0] = False
     mask[0, 0] = False
-    masked = to_numpy(kg.ops.argmax_one_hot(logits, mask=mask))
+    masked = testing.to_numpy(kg.ops.argmax_one_hot(logits, mask=mask))
     np.testing.assert_array_equal(masked[0, 0], 0.0)
     assert np.all(masked[..., 0] == 0.0)
     expected = np.eye(5)[np.argmax(np.where(mask, logits, -np.inf), -1)]
@@ -511,14 +529,9 @@ def gumbel_softmax_cases(draw):
     return shape, axis, temperature, scale, seed, use_mask, hard
 
 
-# Outside `jax.jit`, JAX compiles every primitive again for each new shape, about
-# 1 s per example on the 2-core CI machine, so it draws half the random examples;
-# the explicit ones keep both temperature extremes, a mask and rank 4 on every
-# backend.
-PROPERTY_EXAMPLES = 15 if backend() == "jax" else 30
-
-
-@settings(deadline=None, max_examples=PROPERTY_EXAMPLES, derandomize=True)
+# The explicit examples, run on every backend: both temperature extremes, a mask
+# and rank 4.
+@settings(deadline=None, max_examples=testing.PROPERTY_EXAMPLES, derandomize=True)
 @given(gumbel_softmax_cases())
 @example(((2, 3, 1, 4), 1, 1e-3, 30.0, 5, True, True))
 @example(((3, 5), -1, 1e3, 1e4, 6, True, False))
@@ -527,7 +540,7 @@ def test_samples_are_finite_nonnegative_and_normalised(case):
     rng = np.random.default_rng(seed)
     logits = (scale * rng.normal(size=shape)).astype("float32")
     mask = rng.random(shape) < 0.7 if use_mask else None
-    sample = to_numpy(
+    sample = testing.to_numpy(
         kg.ops.gumbel_softmax(
             logits, temperature, hard=hard, axis=axis, mask=mask, seed=seed
         )
@@ -546,7 +559,7 @@ def test_samples_are_finite_nonnegative_and_normalised(case):
 
 
 def numpy_kl_uniform(logits, axis=-1):
-    probabilities = softmax(logits, axis=axis)
+    probabilities = testing.softmax(logits, axis=axis)
     with np.errstate(divide="ignore", invalid="ignore"):
         terms = np.where(probabilities > 0, probabilities * np.log(probabilities), 0.0)
     return terms.sum(axis=axis) + np.log(np.shape(logits)[axis])
@@ -560,9 +573,11 @@ def test_categorical_kl_uniform_matches_numpy(dtype, rtol):
     logits = (2 * np.random.default_rng(9).normal(size=(6, 7))).astype(dtype)
     kl = kg.ops.categorical_kl_uniform(logits)
     assert keras.backend.standardize_dtype(kl.dtype) == dtype
-    np.testing.assert_allclose(to_numpy(kl), numpy_kl_uniform(logits), rtol=rtol)
     np.testing.assert_allclose(
-        to_numpy(kg.ops.categorical_kl_uniform(logits, axis=0)),
+        testing.to_numpy(kl), numpy_kl_uniform(logits), rtol=rtol
+    )
+    np.testing.assert_allclose(
+        testing.to_numpy(kg.ops.categorical_kl_uniform(logits, axis=0)),
         numpy_kl_uniform(logits, axis=0),
         rtol=rtol,
     )
@@ -571,7 +586,7 @@ def test_categorical_kl_uniform_matches_numpy(dtype, rtol):
 def test_categorical_kl_uniform_is_zero_for_uniform_logits():
     logits = np.array([[0.0] * 5, [3.7] * 5, [-1e4] * 5], dtype="float32")
     np.testing.assert_allclose(
-        to_numpy(kg.ops.categorical_kl_uniform(logits)), 0.0, atol=1e-6
+        testing.to_numpy(kg.ops.categorical_kl_uniform(logits)), 0.0, atol=1e-6
     )
 
 
@@ -580,14 +595,14 @@ def test_categorical_kl_uniform_with_infinite_logits_and_its_gradient():
         [[0.3, -np.inf, 1.0, -np.inf], [-1.0, 0.5, 2.0, 0.0], [5.0] + [-np.inf] * 3],
         dtype="float32",
     )
-    kl = to_numpy(kg.ops.categorical_kl_uniform(logits))
+    kl = testing.to_numpy(kg.ops.categorical_kl_uniform(logits))
     np.testing.assert_allclose(kl, numpy_kl_uniform(logits), rtol=1e-5)
     # One possible category out of 4: KL = log 4.
     assert kl[2] == pytest.approx(math.log(4.0), rel=1e-6)
-    grad = gradient(lambda v: ops.sum(kg.ops.categorical_kl_uniform(v)), logits)
+    grad = testing.gradient(lambda v: ops.sum(kg.ops.categorical_kl_uniform(v)), logits)
     assert np.all(np.isfinite(grad))
     # d KL / d logits_j = p_j (log p_j - sum_k p_k log p_k).
-    p = softmax(logits)
+    p = testing.softmax(logits)
     with np.errstate(divide="ignore", invalid="ignore"):
         log_p = np.where(p > 0, np.log(p), 0.0)
     expected = p * (log_p - np.sum(p * log_p, axis=-1, keepdims=True))
@@ -596,23 +611,14 @@ def test_categorical_kl_uniform_with_infinite_logits_and_its_gradient():
 
 def test_categorical_kl_uniform_of_a_row_with_no_category_is_zero_not_nan():
     logits = np.array([[-np.inf] * 3, [0.0, 1.0, 2.0]], dtype="float32")
-    kl = to_numpy(kg.ops.categorical_kl_uniform(logits))
+    kl = testing.to_numpy(kg.ops.categorical_kl_uniform(logits))
     assert kl[0] == 0.0
     np.testing.assert_allclose(kl[1], numpy_kl_uniform(logits[1:])[0], rtol=1e-5)
-    grad = gradient(lambda v: ops.sum(kg.ops.categorical_kl_uniform(v)), logits)
+    grad = testing.gradient(lambda v: ops.sum(kg.ops.categorical_kl_uniform(v)), logits)
     np.testing.assert_array_equal(grad[0], 0.0)
 
 
 # Bad input.
-
-
-def assert_error(error_type, function, name, shown):
-    """`function()` raises `error_type` naming `name` and showing `shown`."""
-    with pytest.raises(error_type) as info:
-        function()
-    message = str(info.value)
-    assert f"`{name}`" in message, message
-    assert shown in message, message
 
 
 LOGITS = np.zeros((2, 3), dtype="float32")
@@ -641,7 +647,7 @@ LOGITS = np.zeros((2, 3), dtype="float32")
     ids=["gumbel_softmax", "tempered_softmax", "relaxed_log_prob", "exp_log_prob"],
 )
 def test_bad_temperature(function, temperature, error_type):
-    assert_error(
+    testing.assert_error(
         error_type,
         lambda: function(temperature),
         "temperature",
@@ -675,12 +681,12 @@ def test_bad_temperature(function, temperature, error_type):
     ],
 )
 def test_bad_gumbel_softmax_arguments(kwargs, error_type, name, shown):
-    assert_error(
+    testing.assert_error(
         error_type, lambda: kg.ops.gumbel_softmax(LOGITS, **kwargs), name, shown
     )
 
 
-@pytest.mark.parametrize("dtype", ["int32", INT64, "bool"])
+@pytest.mark.parametrize("dtype", ["int32", testing.INT64, "bool"])
 @pytest.mark.parametrize(
     "function",
     [
@@ -694,20 +700,22 @@ def test_bad_gumbel_softmax_arguments(kwargs, error_type, name, shown):
 )
 def test_non_float_logits_are_rejected(function, dtype):
     logits = np.ones((2, 3), dtype=dtype)
-    assert_error(TypeError, lambda: function(logits), "logits", f"dtype={dtype}")
+    testing.assert_error(
+        TypeError, lambda: function(logits), "logits", f"dtype={dtype}"
+    )
 
 
 def test_scalar_logits_and_bad_axis_are_rejected():
-    assert_error(
+    testing.assert_error(
         ValueError, lambda: kg.ops.gumbel_softmax(np.float32(1.0)), "logits", "shape=()"
     )
-    assert_error(
+    testing.assert_error(
         ValueError,
         lambda: kg.ops.categorical_kl_uniform(LOGITS, axis=5),
         "axis",
         "axis=5",
     )
-    assert_error(
+    testing.assert_error(
         ValueError,
         lambda: kg.ops.relaxed_one_hot_log_prob(LOGITS + 1 / 3, LOGITS, 1.0, axis=2),
         "axis",

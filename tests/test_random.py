@@ -6,12 +6,12 @@ import keras
 import numpy as np
 import pytest
 from scipy import stats
-from testing import FLOAT64, backend, to_numpy
 
 import keras_gumbel as kg
+from tests import testing
 
 TF_ONLY = pytest.mark.skipif(
-    backend() != "tensorflow", reason="traces a tf.function with XLA"
+    testing.backend() != "tensorflow", reason="traces a tf.function with XLA"
 )
 EULER_GAMMA = 0.5772156649015329
 
@@ -22,14 +22,14 @@ EULER_GAMMA = 0.5772156649015329
         "float16",
         "bfloat16",
         "float32",
-        FLOAT64,
+        testing.FLOAT64,
     ],
 )
 def test_sample_gumbel_shape_dtype_and_finite(dtype):
     noise = kg.ops.sample_gumbel((64, 3, 5), dtype=dtype, seed=1)
     assert tuple(noise.shape) == (64, 3, 5)
     assert keras.backend.standardize_dtype(noise.dtype) == dtype
-    assert np.all(np.isfinite(to_numpy(noise).astype("float64")))
+    assert np.all(np.isfinite(testing.to_numpy(noise).astype("float64")))
 
 
 @pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
@@ -39,8 +39,8 @@ def test_low_precision_noise_is_float32_noise_rounded(dtype):
     low = kg.ops.sample_gumbel((1000,), dtype=dtype, seed=4)
     high = kg.ops.sample_gumbel((1000,), dtype="float32", seed=4)
     np.testing.assert_array_equal(
-        to_numpy(low).astype("float32"),
-        to_numpy(keras.ops.cast(high, dtype)).astype("float32"),
+        testing.to_numpy(low).astype("float32"),
+        testing.to_numpy(keras.ops.cast(high, dtype)).astype("float32"),
     )
 
 
@@ -49,7 +49,7 @@ def test_sample_gumbel_is_standard_gumbel(dtype):
     # 200,000 draws. One-sample KS test against the standard Gumbel CDF at
     # alpha = 1e-3; mean (Euler's gamma) and variance (pi^2 / 6) within 4 sigma.
     n = 200_000
-    noise = to_numpy(kg.ops.sample_gumbel((n,), dtype=dtype, seed=11))
+    noise = testing.to_numpy(kg.ops.sample_gumbel((n,), dtype=dtype, seed=11))
     assert stats.kstest(noise, stats.gumbel_r.cdf).pvalue > 1e-3
     mean_sigma = np.pi / np.sqrt(6.0) / np.sqrt(n)
     assert abs(noise.mean() - EULER_GAMMA) < 4 * mean_sigma
@@ -62,10 +62,10 @@ def test_sample_gumbel_is_standard_gumbel(dtype):
 
 def test_uniform_lies_in_tiny_to_one():
     # The uniform draw must avoid 0 and 1, or -log(-log(u)) is infinite.
-    u = to_numpy(kg.random.uniform((1_000_000,), seed=3))
+    u = testing.to_numpy(kg.random.uniform((1_000_000,), seed=3))
     assert u.min() >= np.finfo("float32").tiny
     assert u.max() < 1.0
-    noise = to_numpy(kg.random.gumbel((1_000_000,), seed=3))
+    noise = testing.to_numpy(kg.random.gumbel((1_000_000,), seed=3))
     # The float32 noise range stated in `keras_gumbel.random`.
     assert noise.min() >= -4.5 and noise.max() <= 16.7
 
@@ -74,7 +74,7 @@ def test_exponential_noise_is_positive_with_unit_mean():
     # 200,000 draws of Exponential(1): mean 1, sigma of the mean 1 / sqrt(n);
     # tolerance 4 sigma.
     n = 200_000
-    draw = to_numpy(kg.random.exponential((n,), seed=5))
+    draw = testing.to_numpy(kg.random.exponential((n,), seed=5))
     assert np.all(np.isfinite(draw)) and draw.min() > 0.0
     assert abs(draw.mean() - 1.0) < 4 / np.sqrt(n)
 
@@ -82,38 +82,44 @@ def test_exponential_noise_is_positive_with_unit_mean():
 def test_elements_of_one_draw_are_uncorrelated():
     # Lag-1 correlation of 100,000 draws: sigma 1 / sqrt(n), tolerance 4 sigma.
     n = 100_000
-    noise = to_numpy(kg.ops.sample_gumbel((n,), seed=8)).astype("float64")
+    noise = testing.to_numpy(kg.ops.sample_gumbel((n,), seed=8)).astype("float64")
     correlation = np.corrcoef(noise[:-1], noise[1:])[0, 1]
     assert abs(correlation) < 4 / np.sqrt(n)
 
 
 @pytest.mark.parametrize("seed", [0, 7, -3, 2**40 + 5])
 def test_int_seed_reproduces_the_draw(seed):
-    first = to_numpy(kg.ops.sample_gumbel((4, 6), seed=seed))
-    second = to_numpy(kg.ops.sample_gumbel((4, 6), seed=seed))
+    first = testing.to_numpy(kg.ops.sample_gumbel((4, 6), seed=seed))
+    second = testing.to_numpy(kg.ops.sample_gumbel((4, 6), seed=seed))
     np.testing.assert_array_equal(first, second)
     # Within one draw the numbers are not repeated.
     assert len(np.unique(first)) == first.size
 
 
 def test_different_int_seeds_give_different_draws():
-    draws = [to_numpy(kg.ops.sample_gumbel((16,), seed=seed)) for seed in range(5)]
+    draws = [
+        testing.to_numpy(kg.ops.sample_gumbel((16,), seed=seed)) for seed in range(5)
+    ]
     for i in range(5):
         for j in range(i + 1, 5):
             assert not np.array_equal(draws[i], draws[j])
 
 
 def test_seed_none_draws_fresh_noise_every_call():
-    first = to_numpy(kg.ops.sample_gumbel((16,)))
-    second = to_numpy(kg.ops.sample_gumbel((16,)))
+    first = testing.to_numpy(kg.ops.sample_gumbel((16,)))
+    second = testing.to_numpy(kg.ops.sample_gumbel((16,)))
     assert not np.array_equal(first, second)
 
 
 def test_seed_generator_gives_a_reproducible_sequence():
     generator_a = keras.random.SeedGenerator(42)
     generator_b = keras.random.SeedGenerator(42)
-    sequence_a = [to_numpy(kg.ops.sample_gumbel((16,), seed=generator_a)) for _ in "ab"]
-    sequence_b = [to_numpy(kg.ops.sample_gumbel((16,), seed=generator_b)) for _ in "ab"]
+    sequence_a = [
+        testing.to_numpy(kg.ops.sample_gumbel((16,), seed=generator_a)) for _ in "ab"
+    ]
+    sequence_b = [
+        testing.to_numpy(kg.ops.sample_gumbel((16,), seed=generator_b)) for _ in "ab"
+    ]
     for a, b in zip(sequence_a, sequence_b, strict=True):
         np.testing.assert_array_equal(a, b)
     assert not np.array_equal(sequence_a[0], sequence_a[1])

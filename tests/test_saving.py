@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import keras_gumbel as kg
-from tests.testing import assert_model_save_load, to_numpy
+from tests import testing
 
 FEATURES = 6
 # The temperature the layers were annealed to before saving; at least 1.0, the
@@ -132,7 +132,7 @@ def test_keras_round_trip_resumes_training(kind, tmp_path):
     for layer in layers:
         layer.temperature.assign(ANNEALED)
 
-    loaded = assert_model_save_load(model, x, tmp_path / "model.keras")
+    loaded = testing.assert_model_save_load(model, x, tmp_path / "model.keras")
 
     loaded_layers = gumbel_layers(loaded)
     assert [type(layer) for layer in loaded_layers] == [type(la) for la in layers]
@@ -141,23 +141,25 @@ def test_keras_round_trip_resumes_training(kind, tmp_path):
         # The seed generators continue where the original stands, rather than
         # restarting from the int seed and replaying the samples already drawn.
         np.testing.assert_array_equal(
-            to_numpy(restored.seed_generator.state),
-            to_numpy(original.seed_generator.state),
+            testing.to_numpy(restored.seed_generator.state),
+            testing.to_numpy(original.seed_generator.state),
         )
-        assert to_numpy(original.seed_generator.state)[1] > 0
+        assert testing.to_numpy(original.seed_generator.state)[1] > 0
     assert int(loaded.optimizer.iterations) == int(model.optimizer.iterations) == 2
     assert len(loaded.optimizer.variables) == len(model.optimizer.variables)
     for original, restored in zip(
         model.optimizer.variables, loaded.optimizer.variables, strict=True
     ):
-        np.testing.assert_array_equal(to_numpy(original), to_numpy(restored))
+        np.testing.assert_array_equal(
+            testing.to_numpy(original), testing.to_numpy(restored)
+        )
 
     # The next training sample is the one the original would have drawn next.
     logits = np.linspace(-1.0, 1.0, 8 * FEATURES, dtype="float32").reshape(8, -1)
     for original, restored in zip(layers, loaded_layers, strict=True):
         np.testing.assert_array_equal(
-            to_numpy(original(logits, training=True)),
-            to_numpy(restored(logits, training=True)),
+            testing.to_numpy(original(logits, training=True)),
+            testing.to_numpy(restored(logits, training=True)),
         )
 
     # Resumed training takes exactly the step the original takes: same noise,
@@ -168,7 +170,7 @@ def test_keras_round_trip_resumes_training(kind, tmp_path):
     assert int(loaded.optimizer.iterations) == 3
     for original, restored in zip(model.variables, loaded.variables, strict=True):
         np.testing.assert_allclose(
-            to_numpy(original), to_numpy(restored), rtol=1e-6, atol=1e-7
+            testing.to_numpy(original), testing.to_numpy(restored), rtol=1e-6, atol=1e-7
         )
 
 
@@ -183,8 +185,8 @@ def test_weights_file_keeps_the_seed_state(tmp_path):
         gumbel_layers(model), gumbel_layers(clone), strict=True
     ):
         np.testing.assert_array_equal(
-            to_numpy(original.seed_generator.state),
-            to_numpy(restored.seed_generator.state),
+            testing.to_numpy(original.seed_generator.state),
+            testing.to_numpy(restored.seed_generator.state),
         )
 
 
@@ -196,4 +198,4 @@ def test_weights_saved_without_seed_state_still_load():
     layer(np.zeros((2, 4), "float32"), training=True)
     layer.load_own_variables({"0": np.array(0.5, "float32")})
     assert float(layer.temperature) == 0.5
-    np.testing.assert_array_equal(to_numpy(layer.seed_generator.state), [3, 1])
+    np.testing.assert_array_equal(testing.to_numpy(layer.seed_generator.state), [3, 1])

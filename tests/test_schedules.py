@@ -3,16 +3,16 @@ import math
 import keras
 import numpy as np
 import pytest
-from testing import to_numpy
 
 import keras_gumbel as kg
+from tests import testing
 
 # float32 evaluation of hand-computed float64 values: a few ulps of float32.
 RTOL = 1e-6
 
 
 def _value(schedule, step):
-    return float(to_numpy(schedule(step)))
+    return float(testing.to_numpy(schedule(step)))
 
 
 # ExponentialDecay(initial=1, rate=1e-4, minimum=0.5, every=500): the value
@@ -119,7 +119,7 @@ def test_schedule_survives_keras_file_as_learning_rate(tmp_path):
     assert isinstance(restored, kg.schedules.GeometricDecay)
     assert restored.get_config() == schedule.get_config()
     # One step was taken, and the loaded optimizer continues from it.
-    assert float(to_numpy(loaded.optimizer.learning_rate)) == pytest.approx(
+    assert float(testing.to_numpy(loaded.optimizer.learning_rate)) == pytest.approx(
         _value(schedule, 1), rel=RTOL
     )
 

@@ -1,6 +1,12 @@
-"""Shared test helpers: every layer test calls these rather than re-inventing them."""
+"""Shared test helpers: every layer test calls these rather than re-inventing them.
+
+`run_layer_test` checks what every layer of the package promises (saving,
+symbolic, eager and compiled calls, training, mixed precision, masking); the
+other helpers are the references and assertions the test files share.
+"""
 
 import json
+import tempfile
 
 import keras
 import numpy as np
@@ -13,19 +19,23 @@ import pytest
 FLOAT64 = pytest.param("float64", marks=pytest.mark.jax_x64)
 INT64 = pytest.param("int64", marks=pytest.mark.jax_x64)
 
-
-# The `jit_compile=True` parameter of `Model.compile`: XLA on TensorFlow and
-# JAX. On PyTorch it means torch.compile (TorchDynamo + Inductor), which Keras
-# does not use by default (`fit` runs eagerly there) and which spends 20 s to
-# 2 min compiling each small test model on a CPU.
+# `jit_compile=True` means XLA on TensorFlow and JAX, but torch.compile on
+# PyTorch, which Keras does not use by default (`fit` runs eagerly there) and
+# which takes minutes to compile even a small model on a CPU.
+CAN_JIT_COMPILE = keras.backend.backend() != "torch"
 JIT_COMPILE = pytest.param(
     True,
     marks=pytest.mark.skipif(
-        keras.backend.backend() == "torch",
+        not CAN_JIT_COMPILE,
         reason="jit_compile=True is torch.compile on PyTorch: minutes of "
         "compilation per model on CPU; fit runs eagerly there by default",
     ),
 )
+
+# Random examples per Hypothesis property test. Outside `jax.jit` JAX compiles
+# every primitive again for each new shape, which makes each example slow, so
+# JAX draws half as many; the tests' explicit examples run on every backend.
+PROPERTY_EXAMPLES = 15 if keras.backend.backend() == "jax" else 30
 
 
 def backend():
@@ -34,6 +44,22 @@ def backend():
 
 def to_numpy(x):
     return keras.ops.convert_to_numpy(x)
+
+
+def softmax(logits, axis=-1):
+    """Softmax in float64 NumPy: the reference the library is checked against."""
+    logits = np.asarray(logits, dtype="float64")
+    exp = np.exp(logits - np.max(logits, axis=axis, keepdims=True))
+    return exp / np.sum(exp, axis=axis, keepdims=True)
+
+
+def assert_error(error_type, function, name, shown):
+    """`function()` raises `error_type` naming `name` and showing `shown`."""
+    with pytest.raises(error_type) as info:
+        function()
+    message = str(info.value)
+    assert f"`{name}`" in message, message
+    assert shown in message, message
 
 
 def assert_config_round_trip(layer):
@@ -85,6 +111,136 @@ def assert_mixed_precision(make_layer, x, policy):
     return layer
 
 
+def run_layer_test(
+    layer_class,
+    init_kwargs,
+    input_data,
+    *,
+    expected_output_shape=None,
+    supports_masking=False,
+    mask=None,
+    tmp_path=None,
+):
+    """Checks what every layer of the package promises, on the current backend.
+
+    `layer_class(**init_kwargs)` is called on the float32 `input_data`, whose
+    first axis is the batch. Checked: the config and `.keras` round trips; the
+    symbolic call and `compute_output_shape` give `expected_output_shape`
+    (default: the input's shape); eager calls in training and inference give
+    finite outputs of that shape in the compute dtype, and compiled inference
+    (`predict`, also with XLA where `CAN_JIT_COMPILE`) gives the eager values;
+    one `fit` step gives a finite loss and trains every trainable weight; the
+    layer runs under "mixed_float16" and "mixed_bfloat16"; and, when
+    `supports_masking`, categories where `mask` (default: a random mask of the
+    input's shape) is False come out exactly 0.
+    """
+    x = np.asarray(input_data, dtype="float32")
+    expected_output_shape = tuple(expected_output_shape or x.shape)
+
+    def make_layer():
+        return layer_class(**init_kwargs)
+
+    assert_config_round_trip(make_layer())
+    with tempfile.TemporaryDirectory() as directory:
+        path = f"{tmp_path or directory}/{layer_class.__name__}.keras"
+        _check_save_load(make_layer(), x, path)
+    _check_symbolic_call(make_layer(), x, expected_output_shape)
+    _check_eager_calls(make_layer(), x, expected_output_shape)
+    _check_compiled_call(make_layer(), x)
+    _check_training_step(make_layer(), x)
+    for policy in ("mixed_float16", "mixed_bfloat16"):
+        _check_mixed_precision(make_layer, x, policy)
+    assert make_layer().supports_masking == supports_masking
+    if supports_masking:
+        _check_masking(make_layer(), x, mask)
+
+
+def _model_around(layer, x):
+    """Dense -> layer: a small model in which the layer's input can learn."""
+    inputs = keras.Input(x.shape[1:])
+    # No bias: along a category axis other than the last, a bias of the last
+    # axis shifts all categories equally, which a softmax ignores.
+    dense = keras.layers.Dense(
+        x.shape[-1],
+        use_bias=False,
+        kernel_initializer=keras.initializers.GlorotUniform(seed=0),
+    )
+    return keras.Model(inputs, layer(dense(inputs)))
+
+
+def _check_save_load(layer, x, path):
+    model = _model_around(layer, x)
+    # Annealing assigns the temperature during training: the file must keep
+    # that value, not the constructor's.
+    layer.temperature.assign(2 * layer.initial_temperature)
+    assert_model_save_load(model, x, path)
+
+
+def _check_symbolic_call(layer, x, expected_shape):
+    outputs = layer(keras.Input(x.shape[1:]))
+    assert tuple(outputs.shape) == (None, *expected_shape[1:])
+    assert keras.backend.standardize_dtype(outputs.dtype) == layer.compute_dtype
+    assert tuple(layer.compute_output_shape(x.shape)) == expected_shape
+
+
+def _check_eager_calls(layer, x, expected_shape):
+    for training in (True, False):
+        y = layer(x, training=training)
+        assert tuple(y.shape) == expected_shape
+        assert keras.backend.standardize_dtype(y.dtype) == layer.compute_dtype
+        assert np.all(np.isfinite(to_numpy(y)))
+
+
+def _check_compiled_call(layer, x):
+    sampling = getattr(layer, "inference", None) == "sample"
+    inputs = keras.Input(x.shape[1:])
+    model = keras.Model(inputs, layer(inputs))
+    for jit_compile in (False, True) if CAN_JIT_COMPILE else (False,):
+        model.compile(jit_compile=jit_compile)
+        # The same generator state on both sides (a copy: on PyTorch the NumPy
+        # view shares memory), so a layer that samples in inference draws the
+        # same noise eagerly and compiled.
+        state = to_numpy(layer.seed_generator.state).copy()
+        eager = to_numpy(model(x, training=False))
+        layer.seed_generator.state.assign(state)
+        compiled = model.predict(x, batch_size=len(x), verbose=0)
+        assert compiled.shape == eager.shape and np.all(np.isfinite(compiled))
+        # TensorFlow's stateless random ops pick another algorithm under XLA
+        # (Keras leaves `alg` at "auto_select"), so the same state gives other
+        # noise there.
+        if sampling and jit_compile and backend() == "tensorflow":
+            continue
+        # XLA fuses and reorders float32 arithmetic: a few ulps apart.
+        np.testing.assert_allclose(compiled, eager, rtol=1e-5, atol=1e-6)
+
+
+def _check_training_step(layer, x):
+    model = _model_around(layer, x)
+    model.compile(optimizer=keras.optimizers.SGD(0.1), loss="mse")
+    y = np.random.default_rng(0).random((len(x), *model.output_shape[1:]))
+    # Copies: on PyTorch the NumPy view shares memory with the variable.
+    before = [to_numpy(weight).copy() for weight in model.trainable_weights]
+    loss = model.fit(x, y, batch_size=len(x), epochs=1, verbose=0).history["loss"]
+    assert np.isfinite(loss[0])
+    for weight, value in zip(model.trainable_weights, before, strict=True):
+        assert not np.array_equal(to_numpy(weight), value), weight.path
+
+
+def _check_mixed_precision(make_layer, x, policy):
+    layer = assert_mixed_precision(make_layer, x, policy)
+    # Mixed policies compute in half precision but keep float32 variables.
+    for weight in layer.weights:
+        assert keras.backend.standardize_dtype(weight.dtype) == "float32"
+
+
+def _check_masking(layer, x, mask):
+    if mask is None:
+        mask = np.random.default_rng(0).random(x.shape) < 0.6
+    for training in (True, False):
+        y = to_numpy(layer(x, training=training, mask=mask))
+        assert np.all(y[~mask] == 0.0)
+
+
 def gradient(function, x):
     """Gradient of `sum(function(x))`-style scalar `function` w.r.t. `x`, on any
     backend. `function` maps a tensor to a scalar tensor."""
@@ -112,6 +268,24 @@ def gradient(function, x):
         # NumPy has no bfloat16; widen like `to_numpy` callers expect.
         return (grad.float() if grad.dtype == torch.bfloat16 else grad).numpy()
     raise NotImplementedError(name)
+
+
+def compiled_and_eager(function, *args):
+    """`function(*args)` compiled by XLA (TensorFlow, JAX) and run eagerly, as
+    two tuples of NumPy values."""
+    if backend() == "tensorflow":
+        import tensorflow as tf
+
+        compiled = tf.function(function, jit_compile=True)
+    else:
+        import jax
+
+        compiled = jax.jit(function)
+
+    def as_numpy(values):
+        return tuple(to_numpy(value) for value in values)
+
+    return as_numpy(compiled(*args)), as_numpy(function(*args))
 
 
 def variable_gradient(function, variable):
