@@ -39,17 +39,9 @@ def load_example(name):
 
 def test_discrete_vae_runs_and_writes_pictures_and_models(tmp_path):
     example = load_example("discrete_vae")
-    metrics = example.main(
-        [
-            "--dataset=digits",
-            "--epochs=1",
-            "--estimator=reinmax",
-            "--latents=4",
-            "--eval-samples=1",
-            "--importance-samples=5",
-            f"--out={tmp_path}",
-        ]
-    )
+    flags = "--dataset=digits --epochs=1 --estimator=reinmax --latents=4"
+    flags += " --eval-samples=1 --importance-samples=5"
+    metrics = example.main([*flags.split(), f"--out={tmp_path}"])
     # ReinMax needs a temperature >= 1, so the schedule's floor is raised to 1.
     assert metrics["final_temperature"] == 1.0
     assert math.isfinite(metrics["negative_elbo"]) and metrics["negative_elbo"] > 0
@@ -132,18 +124,9 @@ def test_feature_selection_rejects_k_not_below_pixel_count(capsys):
 
 def test_attention_selection_runs_and_writes_maps(tmp_path):
     example = load_example("attention_selection")
-    results = example.main(
-        [
-            "--train-size=256",
-            "--test-size=64",
-            "--epochs=1",
-            "--keys=8",
-            "--min-length=3",
-            "--max-length=8",
-            "--k=2",
-            f"--out={tmp_path}",
-        ]
-    )
+    flags = "--train-size=256 --test-size=64 --epochs=1 --keys=8 --min-length=3"
+    flags += " --max-length=8 --k=2"
+    results = example.main([*flags.split(), f"--out={tmp_path}"])
     assert set(results) == {
         ("one", "hard"),
         ("one", "soft"),
