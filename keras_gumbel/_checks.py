@@ -28,8 +28,9 @@ def is_tensor_like(value):
 def check_temperature(temperature, name="temperature"):
     """Validates a temperature known in Python; tensors pass through unchecked.
 
-    A tensor or variable may only be known when the graph runs, so it is the
-    owner's job (the layer's constraint) to keep it positive.
+    A tensor or variable may only be known when the graph runs, where nothing
+    can raise; what its values give is the numerical policy that `ops` keeps
+    (docs/numerics.md).
     """
     if is_tensor_like(temperature):
         if not keras.backend.is_float_dtype(temperature.dtype):

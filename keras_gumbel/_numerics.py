@@ -19,6 +19,9 @@ from keras_gumbel._typing import TensorLike
 
 __all__ = [
     "allowed",
+    "finite_temperature",
+    "nan_where",
+    "shift_logits",
     "argmax",
     "masked_scores",
     "one_hot_max",
@@ -53,6 +56,40 @@ def underflow_bound(dtype: Any) -> float:
     `-bound` changes no output value while keeping `0 * inf` out of gradients.
     """
     return 750.0 if keras.backend.standardize_dtype(dtype) == "float64" else 110.0
+
+
+def shift_logits(
+    logits: TensorLike, mask: TensorLike | None
+) -> tuple[TensorLike, TensorLike]:
+    """Masked logits shifted so each row's largest allowed one is 0; NaN rows.
+
+    Sampling and the softmax are invariant to a shift of a row, and after it
+    Gumbel noise added to the largest logits keeps all its bits, however large
+    the logits were. A row with `+inf` logits is their limit: the `+inf`
+    categories share the row and every other one has probability 0. The shift
+    is constant for the gradient, so gradients are unchanged. Masked
+    categories come out `-inf`. Returns the shifted logits and a boolean
+    `[..., 1]` marking the rows with a NaN logit, which the caller makes NaN.
+    """
+    return _backend.current().shift_rows(masked_scores(logits, None, mask))
+
+
+def nan_where(invalid: TensorLike, values: TensorLike) -> TensorLike:
+    """`values` with NaN wherever the broadcast `invalid` is True."""
+    return _backend.current().nan_where(invalid, values)
+
+
+def finite_temperature(temperature: TensorLike) -> TensorLike:
+    """A temperature of 0 or `+inf` as the nearest finite positive one.
+
+    The tempered softmax at the smallest positive normal temperature is the
+    one-hot of the row maximum, its limit at 0; at `1 / tiny`, the uniform
+    distribution over the allowed categories, its limit at `+inf`. Not the
+    largest finite number: XLA divides by multiplying with the reciprocal,
+    which would be subnormal and flush to 0, and `-inf * 0` is NaN.
+    """
+    smallest = tiny(temperature.dtype)
+    return ops.clip(temperature, smallest, 1.0 / smallest)
 
 
 def masked_scores(logits, noise, mask):

@@ -217,6 +217,14 @@ class TemperatureAnnealing(keras.callbacks.Callback):
         if temperature == self.temperature:
             return
         for layer in self.annealed_layers:
+            if temperature < layer.min_temperature:
+                raise ValueError(
+                    f"Invalid value returned by `schedule` for step {step} "
+                    f"({_STEP_MEANING[self.frequency]}). Layer {layer.name!r} "
+                    f"needs a temperature >= {layer.min_temperature} (its "
+                    f"estimator's minimum). Received: temperature={temperature!r}"
+                )
+        for layer in self.annealed_layers:
             layer.temperature.assign(temperature)
         self.temperature = temperature
         if self.verbose:

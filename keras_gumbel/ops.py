@@ -10,6 +10,7 @@ noise on every call), an int (the same noise on every call) or a
 import math
 
 import keras
+import numpy as np
 from keras import ops
 
 from keras_gumbel import _checks, _numerics, estimators, random
@@ -39,20 +40,36 @@ def _prepare_mask(mask, logits, axis):
     """
     if mask is None:
         return None
+    if isinstance(mask, (str, bytes)) or (
+        isinstance(mask, np.ndarray) and mask.dtype.kind in "SUO"
+    ):
+        raise TypeError(_checks.invalid("mask", "a boolean tensor", mask))
     mask = ops.convert_to_tensor(mask)
-    if keras.backend.standardize_dtype(mask.dtype) != "bool":
+    dtype = keras.backend.standardize_dtype(mask.dtype)
+    if dtype == "string":
+        raise TypeError(_checks.invalid("mask", "a boolean tensor", mask))
+    if dtype != "bool":
         mask = ops.cast(mask, "bool")
     rank = len(logits.shape)
     if len(mask.shape) == rank - 1:
         mask = ops.expand_dims(mask, axis)
     elif len(mask.shape) != rank:
-        raise ValueError(
-            "Invalid value received for argument `mask`. Expected a boolean tensor "
-            f"of rank {rank} (one entry per category) or {rank - 1} (one entry per "
-            f"row). Received: mask.shape={tuple(mask.shape)} for "
-            f"logits.shape={tuple(logits.shape)}"
-        )
+        raise ValueError(_mask_shape_message(mask, logits, rank))
+    # Checked where both shapes are known; otherwise the backend's broadcast
+    # fails when the graph runs.
+    for mask_size, logits_size in zip(mask.shape, logits.shape, strict=True):
+        if None not in (mask_size, logits_size) and mask_size not in (1, logits_size):
+            raise ValueError(_mask_shape_message(mask, logits, rank))
     return ops.broadcast_to(mask, ops.shape(logits))
+
+
+def _mask_shape_message(mask, logits, rank):
+    return (
+        "Invalid value received for argument `mask`. Expected a boolean tensor "
+        f"that broadcasts to the logits, of rank {rank} (one entry per category) "
+        f"or {rank - 1} (one entry per row). Received: "
+        f"mask.shape={tuple(mask.shape)} for logits.shape={tuple(logits.shape)}"
+    )
 
 
 def _to_last(tensor, axis, rank):
@@ -143,6 +160,7 @@ def gumbel_softmax(
     1.0
     """
     temperature = _checks.check_temperature(temperature)
+    _checks.check_bool(hard, "hard")
     resolved = estimators.get(estimator, hard, temperature)
     seed = _checks.check_seed(seed)
 
@@ -151,17 +169,22 @@ def gumbel_softmax(
             work_logits, work_temperature, mask=work_mask, seed=seed
         )
 
-    return _on_category_axis(sample, logits, temperature, axis, mask)
+    return _on_category_axis(
+        sample, logits, temperature, axis, mask, resolved.min_temperature
+    )
 
 
-_HALF_PRECISION_INF_LOGIT = 1e30
-
-
-def _on_category_axis(function, logits, temperature, axis, mask):
+def _on_category_axis(function, logits, temperature, axis, mask, minimum=None):
     """Runs `function(logits, mask, temperature)` in the working dtype, axis last.
 
     Validates `logits` and `axis`, casts to float32 (float64 stays), moves the
-    category axis last, broadcasts the mask, and undoes all of that on the result.
+    category axis last and applies the mask, and undoes all of that on the
+    result. The numerical policy (docs/numerics.md) is kept here, once for
+    every function: logits are shifted so the row maximum is 0 (`+inf` logits
+    win, masked ones are `-inf`, and `function` gets no separate mask), a row
+    with a NaN logit comes out NaN, a temperature tensor of 0 or `+inf` is its
+    limit, and one below `minimum` (0 unless an estimator needs more) or NaN
+    makes the whole output NaN. `temperature=None` means none is used.
     """
     logits = _checks.float_tensor(logits, "logits")
     rank = len(logits.shape)
@@ -171,21 +194,37 @@ def _on_category_axis(function, logits, temperature, axis, mask):
             "at least 1 (the category axis). Received: logits.shape=()"
         )
     axis = _checks.check_axis(axis, rank)
+    if logits.shape[axis] == 0:
+        raise ValueError(
+            "Invalid value received for argument `logits`. Expected at least one "
+            f"category along axis {axis}. Received: logits.shape={tuple(logits.shape)}"
+        )
     dtype = logits.dtype
     work_dtype = _numerics.working_dtype(dtype)
     mask = _prepare_mask(mask, logits, axis)
-    work_logits = ops.cast(logits, work_dtype)
-    if keras.backend.standardize_dtype(dtype) in ("float16", "bfloat16"):
-        # Half precision overflows to +inf early (float16 above 65504, e.g. a
-        # float32 logit of 1e30 autocast by a mixed policy); read +inf as a huge
-        # finite logit so those categories win instead of turning rows into NaN.
-        work_logits = ops.minimum(work_logits, _HALF_PRECISION_INF_LOGIT)
-    work_logits = _to_last(work_logits, axis, rank)
+    work_logits = _to_last(ops.cast(logits, work_dtype), axis, rank)
     if mask is not None:
         mask = _to_last(mask, axis, rank)
-    work_temperature = ops.cast(temperature, work_dtype)
-    result = function(work_logits, mask, work_temperature)
+    work_logits, invalid = _numerics.shift_logits(work_logits, mask)
+    work_temperature = None
+    if temperature is not None:
+        work_temperature = _temperature_tensor(temperature, work_dtype)
+        valid = work_temperature >= (minimum or 0.0)
+        invalid = invalid | ~valid
+        work_temperature = _numerics.finite_temperature(
+            ops.where(valid, work_temperature, ops.ones_like(work_temperature))
+        )
+    result = function(work_logits, None, work_temperature)
+    result = _numerics.nan_where(invalid, result)
     return ops.cast(_from_last(result, axis, rank), dtype)
+
+
+def _temperature_tensor(temperature, dtype):
+    # A Python float converts straight to the working dtype: through float32
+    # first, a float64 computation would use a rounded temperature.
+    if isinstance(temperature, float):
+        return ops.convert_to_tensor(temperature, dtype=dtype)
+    return ops.cast(temperature, dtype)
 
 
 def argmax_one_hot(
@@ -215,7 +254,7 @@ def argmax_one_hot(
             _numerics.masked_scores(work_logits, None, work_mask)
         )
 
-    return _on_category_axis(mode, logits, 1.0, axis, mask)
+    return _on_category_axis(mode, logits, None, axis, mask)
 
 
 def tempered_softmax(
@@ -269,15 +308,21 @@ def _log_prob_inputs(values, logits, temperature, axis, name):
             f"rank at least 1 (the category axis). Received: {name}.shape=()"
         )
     axis = _checks.check_axis(axis, rank)
-    work_dtype = _numerics.working_dtype(
-        keras.backend.result_type(values.dtype, logits.dtype)
-    )
+    # Not `keras.backend.result_type`, which gives float32 for float64 on JAX
+    # and PyTorch: float64 in either argument computes in float64.
+    dtypes = {keras.backend.standardize_dtype(t.dtype) for t in (values, logits)}
+    work_dtype = "float64" if "float64" in dtypes else "float32"
     # Broadcasting aligns trailing axes, so pad the lower-rank argument with
     # leading axes: `axis` then indexes the same category axis in both.
     values = _with_rank(ops.cast(values, work_dtype), rank)
     logits = _with_rank(ops.cast(logits, work_dtype), rank)
-    temperature = ops.cast(temperature, work_dtype)
+    temperature = _temperature_tensor(temperature, work_dtype)
     n = logits.shape[axis] if logits.shape[axis] is not None else values.shape[axis]
+    if n == 0:
+        raise ValueError(
+            "Invalid value received for argument `logits`. Expected at least one "
+            f"category along axis {axis}. Received: logits.shape={tuple(logits.shape)}"
+        )
     return values, logits, temperature, axis, n
 
 
@@ -292,12 +337,17 @@ def _exp_concrete_log_density(log_sample, logits, temperature, axis, n):
     # x = log y. `sum(scaled) - n * logsumexp(scaled)` is summed as a log-softmax:
     # subtracting the log-sum-exp per category before summing avoids the
     # cancellation of two sums of size n * |scaled|, which grows with n.
+    # A temperature tensor that is not positive and finite has no density:
+    # NaN, computed from a stand-in so that nothing else turns into NaN.
+    valid = ops.isfinite(temperature) & (temperature > 0)
+    temperature = ops.where(valid, temperature, ops.ones_like(temperature))
     scaled = logits - temperature * log_sample
-    return (
+    density = (
         math.lgamma(n)
         + (n - 1) * ops.log(temperature)
         + ops.sum(ops.log_softmax(scaled, axis=axis), axis=axis)
     )
+    return ops.where(valid, density, ops.cast(float("nan"), density.dtype))
 
 
 def relaxed_one_hot_log_prob(
@@ -341,7 +391,10 @@ def relaxed_one_hot_log_prob(
     sample, logits, temperature, axis, n = _log_prob_inputs(
         sample, logits, temperature, axis, "sample"
     )
-    log_sample = ops.log(ops.maximum(sample, _numerics.tiny(sample.dtype)))
+    # `where`, not `ops.maximum`, which returns float32 for float64 tensors on
+    # the torch backend (Keras 3.15).
+    smallest = _numerics.tiny(sample.dtype)
+    log_sample = ops.log(ops.where(sample > smallest, sample, smallest))
     # Change of variables y = exp(x): the Jacobian contributes -sum_k log y_k.
     return _exp_concrete_log_density(
         log_sample, logits, temperature, axis, n
@@ -411,21 +464,26 @@ def categorical_kl_uniform(logits: TensorLike, axis: int = -1) -> TensorLike:
     logits = _checks.float_tensor(logits, "logits")
     rank = len(logits.shape)
     axis = _checks.check_axis(axis, rank)
-    logits = ops.cast(logits, _numerics.working_dtype(logits.dtype))
-    n = logits.shape[axis]
-    # A row whose logits are all -inf has no distribution; it is read as uniform
-    # (KL 0) rather than letting log_softmax turn it into NaN.
-    row_has_category = ops.max(logits, axis=axis, keepdims=True) > float("-inf")
+    logits = _to_last(
+        ops.cast(logits, _numerics.working_dtype(logits.dtype)), axis, rank
+    )
+    n = logits.shape[-1]
+    # +inf logits share the row (the limit), and a row whose logits are all
+    # -inf has no distribution: it is read as uniform (KL 0) rather than
+    # letting log_softmax turn it into NaN.
+    logits, nan_rows = _numerics.shift_logits(logits, None)
+    row_has_category = ops.max(logits, axis=-1, keepdims=True) > float("-inf")
     logits = ops.where(row_has_category, logits, ops.zeros_like(logits))
-    log_probs = ops.log_softmax(logits, axis=axis)
+    log_probs = ops.log_softmax(logits, axis=-1)
     probs = ops.exp(log_probs)
     # Where p = 0 the term p log p is 0; guard log p so the gradient is not 0 * inf.
     safe_log_probs = ops.where(probs > 0, log_probs, ops.zeros_like(log_probs))
-    kl = ops.sum(probs * safe_log_probs, axis=axis) + math.log(n)
+    kl = ops.sum(probs * safe_log_probs, axis=-1) + math.log(n)
     # Rounding can leave a tiny negative KL. `where`, not `ops.maximum`, which
     # returns float32 for float64 tensors on the torch backend (Keras 3.15);
     # the `where` costs the same, so it can stay after a fix.
-    return ops.where(kl > 0, kl, ops.zeros_like(kl))
+    kl = ops.where(kl > 0, kl, ops.zeros_like(kl))
+    return _numerics.nan_where(nan_rows[..., 0], kl)
 
 
 def gumbel_top_k(
@@ -552,7 +610,7 @@ def top_k_hot(
         scores = _numerics.masked_scores(work_logits, None, work_mask)
         return _numerics.top_k_hot(scores, k)
 
-    return _on_category_axis(mode, logits, 1.0, axis, mask)
+    return _on_category_axis(mode, logits, None, axis, mask)
 
 
 def relaxed_top_k(

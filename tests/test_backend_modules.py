@@ -120,3 +120,59 @@ def test_argmax_resolves_the_working_dtype(dtype):
     assert testing.to_numpy(_backend.current().argmax(x)).tolist() == [1]
     one_hot = kg.ops.argmax_one_hot(x)
     assert testing.to_numpy(one_hot).tolist() == [[0.0, 1.0]]
+
+
+ROWS = np.array(
+    [
+        [np.nan, 1.0, 2.0],
+        [np.inf, 1.0, np.inf],
+        [-np.inf, -np.inf, -np.inf],
+        [3.0, -1.0, 0.5],
+    ],
+    "float32",
+)
+
+
+def test_shift_rows_matches_the_portable_form():
+    x = keras.ops.convert_to_tensor(ROWS)
+    (fast, fast_nan), (slow, slow_nan) = (
+        _backend.current().shift_rows(x),
+        portable.shift_rows(x),
+    )
+    np.testing.assert_array_equal(
+        testing.to_numpy(fast_nan), testing.to_numpy(slow_nan)
+    )
+    assert testing.to_numpy(fast_nan)[:, 0].tolist() == [True, False, False, False]
+    # NaN rows are the caller's to overwrite; every other row must agree.
+    np.testing.assert_array_equal(
+        testing.to_numpy(fast)[1:], testing.to_numpy(slow)[1:]
+    )
+    np.testing.assert_array_equal(testing.to_numpy(slow)[3], [0.0, -4.0, -2.5])
+
+
+def test_shift_rows_may_skip_a_shift_only_where_it_changes_nothing():
+    # Maxima within the bound: a fast path may return the rows unshifted, so
+    # they may differ from the portable form by a constant per row only.
+    rows = np.array([[3.0, -1.0, 0.5], [-60.0, -61.0, -np.inf]], "float32")
+    x = keras.ops.convert_to_tensor(rows)
+    fast, fast_nan = (testing.to_numpy(v) for v in _backend.current().shift_rows(x))
+    slow = testing.to_numpy(portable.shift_rows(x)[0])
+    difference = np.where(np.isfinite(slow), fast - slow, 0.0)
+    np.testing.assert_allclose(difference, difference[:, :1] * np.isfinite(slow))
+    assert not fast_nan.any()
+    # Beyond it, every fast path shifts: Gumbel noise must keep its bits.
+    huge = keras.ops.convert_to_tensor(rows + 1e9)
+    np.testing.assert_array_equal(
+        testing.to_numpy(_backend.current().shift_rows(huge)[0]),
+        testing.to_numpy(portable.shift_rows(huge)[0]),
+    )
+
+
+def test_nan_where_matches_the_portable_form():
+    values = keras.ops.convert_to_tensor(np.ones((3, 2), "float32"))
+    for invalid in ([[False], [True], [False]], [[False], [False], [False]]):
+        invalid = keras.ops.convert_to_tensor(np.array(invalid))
+        np.testing.assert_array_equal(
+            testing.to_numpy(_backend.current().nan_where(invalid, values)),
+            testing.to_numpy(portable.nan_where(invalid, values)),
+        )

@@ -13,8 +13,10 @@ from keras import ops
 __all__ = [
     "argmax",
     "gumbel_from_uniform",
+    "nan_where",
     "one_hot",
     "scaled_softmax",
+    "shift_rows",
     "softmax_vjp",
     "softmax_vjp_scores",
     "temperature_needs_gradient",
@@ -44,6 +46,41 @@ def one_hot(index, count, dtype):
     # int64 tensor on some backends and casts it.
     positions = ops.arange(count, dtype="int32")
     return ops.cast(ops.expand_dims(index, -1) == positions, dtype)
+
+
+# Rows whose maximum lies within this of 0 need no shift: Gumbel noise (below
+# 17 in float32) added to them rounds at a few ulp of 81, which moves sampling
+# probabilities by less than 1e-5 relative. Fast paths skip the shift there.
+UNSHIFTED_BOUND = 64.0
+
+
+def shift_rows(scores):
+    """Scores shifted so each row's maximum is 0, and the rows holding a NaN.
+
+    `+inf` scores are read as the largest finite number, so after the shift
+    they are 0 and every finite score of their row is about `-3.4e38` (float32):
+    the limit, in which the `+inf` categories share the row. The shift is
+    constant for the gradient. A NaN row's values are left to the caller.
+    """
+    nan_rows = ops.any(ops.isnan(scores), axis=-1, keepdims=True)
+    largest = float(np.finfo(keras.backend.standardize_dtype(scores.dtype)).max)
+    # `where`, not `ops.minimum`, which returns float32 for float64 tensors on
+    # the torch backend (Keras 3.15) and splits the gradient of ties on JAX.
+    largest = ops.convert_to_tensor(largest, dtype=scores.dtype)
+    clamped = ops.where(scores > largest, largest, scores)
+    return _minus_row_max(clamped), nan_rows
+
+
+def _minus_row_max(scores):
+    maximum = ops.max(scores, axis=-1, keepdims=True)
+    # Rows without a finite maximum (all -inf, or NaN) are not shifted.
+    shift = ops.where(maximum > float("-inf"), maximum, ops.zeros_like(maximum))
+    return scores - ops.stop_gradient(shift)
+
+
+def nan_where(invalid, values):
+    """`values` with NaN wherever the broadcast `invalid` is True."""
+    return ops.where(invalid, ops.cast(float("nan"), values.dtype), values)
 
 
 def scaled_softmax(scores, temperature):

@@ -10,9 +10,11 @@ import keras
 import numpy as np
 from keras import ops
 
+from keras_gumbel._backend import portable
+
 # The fast paths (the rest of `portable`'s interface is the default), and the
 # stand-in seed that export traces TFLite graphs with.
-__all__ = ["StatefulOpSeed", "argmax", "one_hot", "uniform"]
+__all__ = ["StatefulOpSeed", "argmax", "nan_where", "one_hot", "shift_rows", "uniform"]
 
 
 class StatefulOpSeed(keras.random.SeedGenerator):
@@ -139,3 +141,39 @@ def argmax(scores):
 def one_hot(index, count, dtype):
     """Keras's one-hot: one fused kernel on TensorFlow, and TFLite's `ONE_HOT`."""
     return ops.one_hot(index, count, dtype=dtype)
+
+
+def shift_rows(scores):
+    """The portable shift where it changes anything, after one reduction.
+
+    Graph mode runs one kernel per operation, so each step of the portable form
+    is a pass over the scores. TensorFlow's `reduce_max` propagates NaN (except
+    under XLA, which fuses the portable form anyway), and a `tf.cond` runs the
+    portable form only for a batch with a row that needs it: a maximum beyond
+    `portable.UNSHIFTED_BOUND`, `+inf` or NaN.
+    """
+    import tensorflow as tf
+
+    if _in_xla_context():
+        return portable.shift_rows(scores)
+    maximum = tf.reduce_max(scores, axis=-1, keepdims=True)
+    in_range = tf.abs(maximum) <= portable.UNSHIFTED_BOUND
+    shifted = tf.cond(
+        tf.reduce_all(in_range | (maximum == float("-inf"))),
+        lambda: tf.identity(scores),
+        lambda: portable.shift_rows(scores)[0],
+    )
+    return shifted, tf.math.is_nan(maximum)
+
+
+def nan_where(invalid, values):
+    """The portable `where`, run only when some entry is invalid."""
+    import tensorflow as tf
+
+    if _in_xla_context():
+        return portable.nan_where(invalid, values)
+    return tf.cond(
+        tf.reduce_any(invalid),
+        lambda: portable.nan_where(invalid, values),
+        lambda: tf.identity(values),
+    )

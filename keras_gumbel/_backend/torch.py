@@ -10,9 +10,13 @@ where PyTorch is not installed.
 import keras
 import numpy as np
 
+from keras_gumbel._backend import portable
+
 __all__ = [
     "gumbel_from_uniform",
+    "nan_where",
     "scaled_softmax",
+    "shift_rows",
     "softmax_vjp_scores",
     "temperature_needs_gradient",
     "uniform",
@@ -104,3 +108,41 @@ def scaled_softmax(scores, temperature):
     # shifted scores are a fresh tensor.
     shifted = scores - row_max
     return torch.softmax(shifted.div_(temperature), dim=-1)
+
+
+def _symbolic(tensor):
+    # Keras infers shapes on the meta device, where values cannot be read.
+    import torch
+
+    compiling = getattr(torch.compiler, "is_compiling", lambda: False)()
+    return tensor.device.type == "meta" or compiling
+
+
+def shift_rows(scores):
+    """The portable shift where it changes anything, after one reduction.
+
+    PyTorch runs eagerly, so the values decide: `torch.amax` propagates NaN,
+    and the portable form runs only for a batch with a row whose maximum lies
+    beyond `portable.UNSHIFTED_BOUND`, is `+inf` or NaN.
+    """
+    import torch
+
+    if _symbolic(scores):
+        return portable.shift_rows(scores)
+    with torch.no_grad():
+        maximum = torch.amax(scores, dim=-1, keepdim=True)
+        in_range = (maximum.abs() <= portable.UNSHIFTED_BOUND) | (
+            maximum == float("-inf")
+        )
+    if not bool(torch.all(in_range)):
+        return portable.shift_rows(scores)
+    return scores, torch.isnan(maximum)
+
+
+def nan_where(invalid, values):
+    """The portable `where`, run only when some entry is invalid."""
+    import torch
+
+    if _symbolic(values) or bool(torch.any(invalid)):
+        return portable.nan_where(invalid, values)
+    return values

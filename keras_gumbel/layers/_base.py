@@ -170,6 +170,17 @@ class AnnealableLayer(keras.layers.Layer):
         return self._override.inference or getattr(self, "inference", None)
 
     @property
+    def min_temperature(self) -> float:
+        """The smallest temperature the layer's method supports.
+
+        0 here (any positive temperature); a layer whose estimator needs more
+        (ReinMax: 1) says so, and `TemperatureAnnealing` refuses to anneal it
+        below. A temperature variable assigned below it makes the layer's
+        output NaN (docs/numerics.md).
+        """
+        return 0.0
+
+    @property
     def active_seed(self) -> keras.random.SeedGenerator:
         """The generator draws come from now: `seed_generator`, unless overridden."""
         return self._override.seed or self.seed_generator

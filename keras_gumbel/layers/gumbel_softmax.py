@@ -104,6 +104,10 @@ class GumbelSoftmax(AnnealableLayer):
         self.axis = _checks.check_axis(axis, None)
         self.supports_masking = True
 
+    @property
+    def min_temperature(self) -> float:
+        return estimators.get(self.estimator, self.hard).min_temperature or 0.0
+
     def build(self, input_shape: Shape) -> None:
         _checks.check_axis(self.axis, len(input_shape))
 
