@@ -98,6 +98,11 @@ def check_seed(seed, name="seed"):
 def float_tensor(value, name):
     """Converts `value` to a tensor and insists on a floating-point dtype."""
     tensor = keras.ops.convert_to_tensor(value)
+    if not hasattr(tensor, "ndim"):
+        # A raw `tf.Variable` comes back unchanged, and the Keras ops that read
+        # `ndim` (`moveaxis`, for a category axis that is not last) fail on it;
+        # `copy` is `tf.identity` there, which reads it as a tensor.
+        tensor = keras.ops.copy(tensor)
     dtype = keras.backend.standardize_dtype(tensor.dtype)
     if dtype not in FLOAT_DTYPES:
         raise TypeError(

@@ -331,3 +331,27 @@ def test_the_policy_holds_in_graph_mode():
     # Graph mode without XLA takes the TensorFlow fast paths (`tf.cond`).
     outputs = tf.function(policy_cases)(tf.constant(POLICY_LOGITS), tf.constant(0.5))
     check_policy([value.numpy() for value in outputs])
+
+
+def backend_variable(values):
+    """A variable of the backend itself (a raw `tf.Variable` on TensorFlow)."""
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        return tf.Variable(values)
+    return keras.Variable(values)
+
+
+def test_logits_in_a_variable_work_on_any_axis():
+    values = np.log(np.array([[0.2, 0.5], [0.3, 0.1], [0.5, 0.4]], "float32"))
+    logits = backend_variable(values)
+    for output in (
+        kg.ops.gumbel_softmax(logits, axis=0, hard=True, seed=0),
+        kg.ops.tempered_softmax(logits, axis=0),
+        kg.GumbelSoftmax(axis=0)(logits),
+    ):
+        assert testing.to_numpy(output).shape == (3, 2)
+    np.testing.assert_array_equal(
+        testing.to_numpy(kg.ops.argmax_one_hot(logits, axis=0)),
+        [[0, 1], [0, 0], [1, 0]],
+    )
