@@ -11,6 +11,7 @@ import keras
 import numpy as np
 
 FLOAT_DTYPES = ("float16", "bfloat16", "float32", "float64")
+SEED_LIMIT = 2**31
 
 
 def invalid(name, expected, received):
@@ -92,6 +93,10 @@ def check_seed(seed, name="seed"):
         raise TypeError(
             invalid(name, "None, an integer or a `keras.random.SeedGenerator`", seed)
         )
+    # The range every backend's generator takes without wrapping: TensorFlow's
+    # op seeds keep 31 bits, JAX's keys are uint32, PyTorch's Keras state int32.
+    if not 0 <= int(seed) < SEED_LIMIT:
+        raise ValueError(invalid(name, "an integer in [0, 2**31 - 1]", seed))
     return int(seed)
 
 

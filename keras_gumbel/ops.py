@@ -91,7 +91,7 @@ def sample_gumbel(
     Args:
         shape: Shape of the noise tensor.
         dtype: Floating-point dtype of the result.
-        seed: None, an int, or a `keras.random.SeedGenerator`.
+        seed: None, an int in `[0, 2**31 - 1]`, or a `keras.random.SeedGenerator`.
 
     Returns:
         A tensor of shape `shape` and dtype `dtype`.
@@ -143,7 +143,7 @@ def gumbel_softmax(
             less: a row mask). False marks categories that must never be chosen:
             they get exactly 0 output and 0 gradient; a row with no allowed
             category is all zeros.
-        seed: None, an int, or a `keras.random.SeedGenerator`.
+        seed: None, an int in `[0, 2**31 - 1]`, or a `keras.random.SeedGenerator`.
 
     Returns:
         A tensor of the shape and dtype of `logits` that sums to 1 along `axis`
@@ -533,7 +533,7 @@ def gumbel_top_k(
             they get exactly 0 output and 0 gradient. A row with fewer than `k`
             allowed categories chooses all of them (its relaxed sample sums to
             their number); a row with none is all zeros.
-        seed: None, an int, or a `keras.random.SeedGenerator`.
+        seed: None, an int in `[0, 2**31 - 1]`, or a `keras.random.SeedGenerator`.
 
     Returns:
         A tensor of the shape and dtype of `logits` that sums to

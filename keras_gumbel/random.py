@@ -39,7 +39,8 @@ def uniform(shape: Shape, dtype: str = "float32", seed: SeedLike = None) -> Tens
             independent draws, ask for a leading dimension rather than calling
             again with the same int seed.
         dtype: Output dtype (floating point).
-        seed: None (fresh on every call), an int (the same draw on every call)
+        seed: None (fresh on every call), an int in `[0, 2**31 - 1]` (the same
+            draw on every call)
             or a `keras.random.SeedGenerator` (a reproducible sequence).
 
     Returns:

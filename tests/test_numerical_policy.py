@@ -355,3 +355,27 @@ def test_logits_in_a_variable_work_on_any_axis():
         testing.to_numpy(kg.ops.argmax_one_hot(logits, axis=0)),
         [[0, 1], [0, 0], [1, 0]],
     )
+
+
+@pytest.mark.parametrize("seed", [-1, 2**31, 2**32 + 1, 2**64 + 5])
+def test_a_seed_outside_the_portable_range_is_refused_by_name(seed):
+    with pytest.raises(ValueError, match=r"`seed`.*\[0, 2\*\*31 - 1\]"):
+        kg.ops.gumbel_softmax(LOGITS, seed=seed)
+    with pytest.raises(ValueError, match="`seed`"):
+        kg.GumbelSoftmax(seed=seed)
+
+
+def test_seeds_at_the_ends_of_the_range_draw_distinct_streams():
+    logits = np.zeros((64, 8), "float32")
+    draws = [
+        testing.to_numpy(kg.ops.gumbel_softmax(logits, seed=seed))
+        for seed in (0, 1, 2**31 - 1)
+    ]
+    for first in range(3):
+        for second in range(first + 1, 3):
+            assert not np.array_equal(draws[first], draws[second])
+    layer_draws = [
+        testing.to_numpy(kg.GumbelSoftmax(seed=seed)(logits, training=True))
+        for seed in (1, 2**31 - 1)
+    ]
+    assert not np.array_equal(*layer_draws)

@@ -87,7 +87,8 @@ def test_elements_of_one_draw_are_uncorrelated():
     assert abs(correlation) < 4 / np.sqrt(n)
 
 
-@pytest.mark.parametrize("seed", [0, 7, -3, 2**40 + 5])
+# Seeds outside [0, 2**31 - 1] are refused (tests/test_numerical_policy.py).
+@pytest.mark.parametrize("seed", [0, 7, 2**31 - 1])
 def test_int_seed_reproduces_the_draw(seed):
     first = testing.to_numpy(kg.ops.sample_gumbel((4, 6), seed=seed))
     second = testing.to_numpy(kg.ops.sample_gumbel((4, 6), seed=seed))

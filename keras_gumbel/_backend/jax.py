@@ -1,18 +1,11 @@
-"""JAX paths: uint32 seeds, a float64 argmax, and a softmax VJP XLA compiles right."""
+"""JAX paths: a float64 argmax, and a softmax VJP that XLA compiles right."""
 
 import keras
 from keras import ops
 
 from keras_gumbel._backend import portable
 
-__all__ = ["argmax", "softmax_vjp", "softmax_vjp_scores", "uniform"]
-
-
-def uniform(shape, dtype, seed):
-    """The portable draw, with an int seed wrapped into JAX's uint32 range."""
-    if isinstance(seed, int):
-        seed &= 0xFFFFFFFF
-    return portable.uniform(shape, dtype, seed)
+__all__ = ["argmax", "softmax_vjp", "softmax_vjp_scores"]
 
 
 def argmax(scores):

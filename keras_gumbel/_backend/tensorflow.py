@@ -88,8 +88,10 @@ def _stateless_seed(seed):
     replica_id = _replica_id()
     if replica_id is not None:
         seed = tf.random.experimental.stateless_fold_in(seed, replica_id)
-    # XLA wants int32 seeds; SeedGenerator state is int64 on TensorFlow.
-    return tf.cast(tf.math.floormod(seed, tf.int32.max - 1), tf.int32)
+    # XLA wants int32 seeds; SeedGenerator state is int64 on TensorFlow. The
+    # low 31 bits keep every seed of the accepted range apart.
+    seed = tf.cast(seed, tf.int64)
+    return tf.cast(tf.bitwise.bitwise_and(seed, 0x7FFFFFFF), tf.int32)
 
 
 def uniform(shape, dtype, seed):

@@ -51,7 +51,8 @@ class AnnealableLayer(keras.layers.Layer):
         temperature: Initial temperature, a positive float.
         trainable_temperature: If True, the optimizer learns the temperature.
             Subclasses with `learns_temperature = False` refuse it.
-        seed: Optional int for the layer's `keras.random.SeedGenerator`.
+        seed: Optional int in `[0, 2**31 - 1]` for the layer's
+            `keras.random.SeedGenerator`.
         inference: One of `inference_modes`; None for a layer without any.
         **kwargs: Keyword arguments of `keras.layers.Layer`.
     """

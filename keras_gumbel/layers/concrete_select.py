@@ -54,7 +54,8 @@ class ConcreteSelect(AnnealableLayer):
             overlapping selection probabilities. Defaults to 0.0 (off).
         unique: If True, the selectors choose distinct features, in training
             and inference (requires `units <= features`). Defaults to False.
-        seed: Optional int. Makes the sequence of samples reproducible.
+        seed: Optional int in `[0, 2**31 - 1]`. Makes the sequence of samples
+            reproducible.
         **kwargs: Base layer keyword arguments, such as `name` and `dtype`.
 
     Call arguments:

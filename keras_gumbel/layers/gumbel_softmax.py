@@ -44,8 +44,8 @@ class GumbelSoftmax(AnnealableLayer):
             (default), `"softmax"` or `"sample"`.
         trainable_temperature: If True, the temperature is learned (kept at or
             above 0.01). Defaults to False.
-        seed: Optional int. Makes the sequence of samples reproducible; every
-            call still draws new noise.
+        seed: Optional int in `[0, 2**31 - 1]`. Makes the sequence of samples
+            reproducible; every call still draws new noise.
         **kwargs: Base layer keyword arguments, such as `name` and `dtype`.
 
     Call arguments:

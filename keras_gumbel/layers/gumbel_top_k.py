@@ -40,8 +40,8 @@ class GumbelTopK(AnnealableLayer):
         inference: The output for `training=False`: `"argmax"` (default, the
             k-hot of the `k` largest logits), `"softmax"` (the relaxed top-k
             without noise) or `"sample"` (a random k-hot subset).
-        seed: Optional int. The same int gives the same sequence of subsets;
-            each call still draws a new one.
+        seed: Optional int in `[0, 2**31 - 1]`. The same int gives the same
+            sequence of subsets; each call still draws a new one.
         **kwargs: Keyword arguments of `keras.layers.Layer` (`name`, `dtype`).
 
     Call arguments:
