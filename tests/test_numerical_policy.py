@@ -379,3 +379,23 @@ def test_seeds_at_the_ends_of_the_range_draw_distinct_streams():
         for seed in (1, 2**31 - 1)
     ]
     assert not np.array_equal(*layer_draws)
+
+
+@pytest.mark.parametrize(
+    "layer",
+    [
+        lambda: kg.GumbelSoftmax(hard=True, dtype="mixed_float16", seed=0),
+        lambda: kg.GumbelTopK(1, hard=True, dtype="mixed_float16", seed=0),
+    ],
+)
+def test_float32_logits_reach_a_mixed_precision_layer_uncast(layer):
+    # Cast to float16 first, both would be -inf and the row empty.
+    layer = layer()
+    logits = np.array([[-1e5, -1e5 + 1.0]], "float32")
+    for training in (True, False):
+        output = layer(logits, training=training)
+        assert keras.backend.standardize_dtype(output.dtype) == "float16"
+        if not training:
+            np.testing.assert_array_equal(testing.to_numpy(output), [[0.0, 1.0]])
+        else:
+            assert testing.to_numpy(output).astype("float32").sum() == 1.0

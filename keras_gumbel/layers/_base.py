@@ -64,6 +64,11 @@ class AnnealableLayer(keras.layers.Layer):
     # whose inference is fixed. `"sample"` among them means the layer can draw
     # samples in inference, which export's sampling endpoints rely on.
     inference_modes: ClassVar[tuple[str, ...]] = ()
+    # Whether Keras casts float inputs to the compute dtype before `call`. A
+    # layer whose inputs are logits says no: a float16 cast turns float32
+    # logits beyond 65504 into infinities before the layer can compute in
+    # float32, so it casts its output to the compute dtype itself.
+    autocast_inputs: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -74,6 +79,7 @@ class AnnealableLayer(keras.layers.Layer):
         inference: str | None = None,
         **kwargs: Any,
     ) -> None:
+        kwargs.setdefault("autocast", self.autocast_inputs)
         super().__init__(**kwargs)
         self._override = _Override()
         if self.inference_modes:
@@ -114,6 +120,22 @@ class AnnealableLayer(keras.layers.Layer):
             autocast=False,
             constraint=MinimumTemperature() if trainable_temperature else None,
         )
+
+    def call(
+        self,
+        inputs: TensorLike,
+        training: bool | None = None,
+        mask: TensorLike | None = None,
+    ) -> TensorLike:
+        outputs = self._outputs(inputs, training, mask)
+        if self.autocast_inputs:
+            return outputs
+        return keras.ops.cast(outputs, self.compute_dtype)
+
+    def _outputs(self, inputs, training, mask):
+        # What a subclass computes; `call` casts it to the compute dtype when
+        # Keras did not cast the inputs. A subclass may override `call` instead.
+        raise NotImplementedError(f"{type(self).__name__} defines no outputs")
 
     @contextlib.contextmanager
     def override(

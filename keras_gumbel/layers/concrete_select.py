@@ -145,7 +145,11 @@ class ConcreteSelect(AnnealableLayer):
             autocast=False,
         )
 
-    def call(self, inputs: TensorLike, training: bool | None = None) -> TensorLike:
+    # No `mask` argument, unlike the base class: the inputs are features, not
+    # categories, and Keras passes a mask only to a `call` that names one.
+    def call(  # type: ignore[override]
+        self, inputs: TensorLike, training: bool | None = None
+    ) -> TensorLike:
         _check_rank(inputs.shape)
         if self.duplicate_penalty > 0:
             self.add_loss(self.duplicate_penalty * self.overlap())

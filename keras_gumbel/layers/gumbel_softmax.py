@@ -3,7 +3,7 @@ from typing import Any
 import keras
 
 from keras_gumbel import _checks, estimators, ops
-from keras_gumbel._typing import Shape, TensorLike
+from keras_gumbel._typing import Shape
 from keras_gumbel.layers._base import AnnealableLayer
 
 
@@ -77,6 +77,7 @@ class GumbelSoftmax(AnnealableLayer):
     """
 
     inference_modes = ("argmax", "softmax", "sample")
+    autocast_inputs = False
 
     def __init__(
         self,
@@ -111,12 +112,7 @@ class GumbelSoftmax(AnnealableLayer):
     def build(self, input_shape: Shape) -> None:
         _checks.check_axis(self.axis, len(input_shape))
 
-    def call(
-        self,
-        inputs: TensorLike,
-        training: bool | None = None,
-        mask: TensorLike | None = None,
-    ) -> TensorLike:
+    def _outputs(self, inputs, training, mask):
         if training:
             return ops.gumbel_softmax(
                 inputs,

@@ -3,7 +3,7 @@ from typing import Any
 import keras
 
 from keras_gumbel import _checks, ops
-from keras_gumbel._typing import Shape, TensorLike
+from keras_gumbel._typing import Shape
 from keras_gumbel.layers._base import AnnealableLayer
 
 
@@ -76,6 +76,7 @@ class GumbelTopK(AnnealableLayer):
 
     learns_temperature = False
     inference_modes = ("argmax", "softmax", "sample")
+    autocast_inputs = False
 
     def __init__(
         self,
@@ -99,12 +100,7 @@ class GumbelTopK(AnnealableLayer):
         axis = _checks.check_axis(self.axis, len(input_shape))
         _checks.check_positive_int(self.k, "k", 1, input_shape[axis])
 
-    def call(
-        self,
-        inputs: TensorLike,
-        training: bool | None = None,
-        mask: TensorLike | None = None,
-    ) -> TensorLike:
+    def _outputs(self, inputs, training, mask):
         inference = self.active_inference
         if training or inference == "sample":
             return ops.gumbel_top_k(
