@@ -164,10 +164,8 @@ def gumbel_softmax(
     resolved = estimators.get(estimator, hard, temperature)
     seed = _checks.check_seed(seed)
 
-    def sample(work_logits, work_mask, work_temperature):
-        return resolved.function(
-            work_logits, work_temperature, mask=work_mask, seed=seed
-        )
+    def sample(work_logits, work_temperature):
+        return resolved.function(work_logits, work_temperature, mask=None, seed=seed)
 
     return _on_category_axis(
         sample, logits, temperature, axis, mask, resolved.min_temperature
@@ -175,13 +173,13 @@ def gumbel_softmax(
 
 
 def _on_category_axis(function, logits, temperature, axis, mask, minimum=None):
-    """Runs `function(logits, mask, temperature)` in the working dtype, axis last.
+    """Runs `function(logits, temperature)` in the working dtype, axis last.
 
     Validates `logits` and `axis`, casts to float32 (float64 stays), moves the
     category axis last and applies the mask, and undoes all of that on the
     result. The numerical policy (docs/numerics.md) is kept here, once for
     every function: logits are shifted so the row maximum is 0 (`+inf` logits
-    win, masked ones are `-inf`, and `function` gets no separate mask), a row
+    win, and masked ones are `-inf`, so `function` needs no mask), a row
     with a NaN logit comes out NaN, a temperature tensor of 0 or `+inf` is its
     limit, and one below `minimum` (0 unless an estimator needs more) or NaN
     makes the whole output NaN. `temperature=None` means none is used.
@@ -209,12 +207,14 @@ def _on_category_axis(function, logits, temperature, axis, mask, minimum=None):
     work_temperature = None
     if temperature is not None:
         work_temperature = _temperature_tensor(temperature, work_dtype)
-        valid = work_temperature >= (minimum or 0.0)
-        invalid = invalid | ~valid
-        work_temperature = _numerics.finite_temperature(
-            ops.where(valid, work_temperature, ops.ones_like(work_temperature))
-        )
-    result = function(work_logits, None, work_temperature)
+        # A Python float was checked already, against the estimator's minimum too.
+        if not isinstance(temperature, float):
+            valid = work_temperature >= (minimum or 0.0)
+            invalid = invalid | ~valid
+            work_temperature = _numerics.finite_temperature(
+                ops.where(valid, work_temperature, ops.ones_like(work_temperature))
+            )
+    result = function(work_logits, work_temperature)
     result = _numerics.nan_where(invalid, result)
     return ops.cast(_from_last(result, axis, rank), dtype)
 
@@ -249,10 +249,8 @@ def argmax_one_hot(
     [[0.0, 1.0, 0.0]]
     """
 
-    def mode(work_logits, work_mask, _):
-        return _numerics.one_hot_max(
-            _numerics.masked_scores(work_logits, None, work_mask)
-        )
+    def mode(work_logits, _):
+        return _numerics.one_hot_max(work_logits)
 
     return _on_category_axis(mode, logits, None, axis, mask)
 
@@ -289,10 +287,8 @@ def tempered_softmax(
     """
     temperature = _checks.check_temperature(temperature)
 
-    def relax(work_logits, work_mask, work_temperature):
-        return _numerics.scaled_softmax(
-            _numerics.masked_scores(work_logits, None, work_mask), work_temperature
-        )
+    def relax(work_logits, work_temperature):
+        return _numerics.scaled_softmax(work_logits, work_temperature)
 
     return _on_category_axis(relax, logits, temperature, axis, mask)
 
@@ -559,10 +555,10 @@ def gumbel_top_k(
     _checks.check_bool(hard, "hard")
     seed = _checks.check_seed(seed)
 
-    def sample(work_logits, work_mask, work_temperature):
+    def sample(work_logits, work_temperature):
         _check_k(k, work_logits)
         noise = random.gumbel(ops.shape(work_logits), work_logits.dtype, seed)
-        scores = _numerics.masked_scores(work_logits, noise, work_mask)
+        scores = work_logits + noise
         soft = _numerics.relaxed_top_k(scores, k, work_temperature)
         if not hard:
             return soft
@@ -605,9 +601,9 @@ def top_k_hot(
     """
     k = _checks.check_positive_int(k, "k")
 
-    def mode(work_logits, work_mask, _):
+    def mode(work_logits, _):
         _check_k(k, work_logits)
-        scores = _numerics.masked_scores(work_logits, None, work_mask)
+        scores = work_logits
         return _numerics.top_k_hot(scores, k)
 
     return _on_category_axis(mode, logits, None, axis, mask)
@@ -651,9 +647,9 @@ def relaxed_top_k(
     k = _checks.check_positive_int(k, "k")
     temperature = _checks.check_temperature(temperature)
 
-    def relax(work_logits, work_mask, work_temperature):
+    def relax(work_logits, work_temperature):
         _check_k(k, work_logits)
-        scores = _numerics.masked_scores(work_logits, None, work_mask)
+        scores = work_logits
         return _numerics.relaxed_top_k(scores, k, work_temperature)
 
     return _on_category_axis(relax, logits, temperature, axis, mask)

@@ -405,3 +405,15 @@ def test_hard_samples_are_exactly_k_hot_under_mixed_precision(policy):
     x = np.log(np.tile(PROBS, (4, 1))).astype("float32")
     out = testing.to_numpy(keras.ops.cast(layer(x, training=True), "float32"))
     np.testing.assert_array_equal(out.sum(-1), 2.0)
+
+
+@pytest.mark.parametrize(
+    "function", [kg.ops.top_k_hot, lambda x, k: kg.ops.relaxed_top_k(x, k, 0.5)]
+)
+def test_noise_free_top_k_ops_check_k_by_name(function):
+    logits = np.zeros((2, 4), "float32")
+    with pytest.raises(ValueError, match=r"`k`.*\[1, 4\].*Received: k=5"):
+        function(logits, 5)
+    with pytest.raises(TypeError, match="`k`.*Received: k=1.5"):
+        function(logits, 1.5)
+    np.testing.assert_allclose(testing.to_numpy(function(logits, 4)), 1.0, rtol=1e-6)
