@@ -49,6 +49,26 @@ def check_temperature(temperature, name="temperature"):
     return float(temperature)
 
 
+def check_temperatures(temperature, name="temperature"):
+    """`check_temperature`, also for a batch of temperatures known in Python.
+
+    A list or NumPy array of one or more dimensions is checked element by
+    element and returned as a float64 NumPy array; everything else is
+    `check_temperature`'s business.
+    """
+    if isinstance(temperature, (list, tuple)) or (
+        isinstance(temperature, np.ndarray) and temperature.ndim > 0
+    ):
+        try:
+            values = np.asarray(temperature, dtype="float64")
+        except (TypeError, ValueError):
+            raise TypeError(invalid(name, "positive floats", temperature)) from None
+        if values.ndim == 0 or not np.all(np.isfinite(values) & (values > 0)):
+            raise ValueError(invalid(name, "positive finite floats", temperature))
+        return values
+    return check_temperature(temperature, name)
+
+
 def check_positive_int(value, name, low=1, high=None):
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise TypeError(invalid(name, "an integer", value))

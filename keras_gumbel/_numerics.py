@@ -30,6 +30,7 @@ __all__ = [
     "scaled_softmax",
     "straight_through",
     "straight_through_one_hot",
+    "sum_to_shape",
     "tiny",
     "top_k_hot",
     "underflow_bound",
@@ -149,8 +150,26 @@ def _shifted_softmax_vjp(probs, scores, maximum, temperature, upstream):
     # -bound, where d_scaled is 0, so that 0 * inf never appears.
     scaled = (scores - maximum) / temperature
     bound = underflow_bound(scaled.dtype)
-    d_temperature = -ops.sum(d_scaled * ops.maximum(scaled, -bound))
+    d_temperature = -sum_to_shape(d_scaled * ops.maximum(scaled, -bound), temperature)
     return d_scaled / temperature, d_temperature / temperature
+
+
+def sum_to_shape(values, target):
+    """`values` summed over the axes along which `target` broadcasts to it.
+
+    The gradient of a broadcast input: a scalar temperature gets the sum over
+    everything, one temperature per row the sum over its row (and over any
+    leading axes, such as Gumbel-Rao's draws, that it does not have).
+    """
+    rank = len(target.shape)
+    if rank == 0:
+        return ops.sum(values)
+    lead = len(values.shape) - rank
+    axes = tuple(range(lead)) + tuple(
+        lead + index for index, size in enumerate(target.shape) if size == 1
+    )
+    summed = ops.sum(values, axis=axes, keepdims=True) if axes else values
+    return ops.reshape(summed, ops.shape(target))
 
 
 def _upstream(args, upstream):

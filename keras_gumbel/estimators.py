@@ -22,6 +22,7 @@ import numbers
 from collections.abc import Callable
 
 import keras
+import numpy as np
 from keras import ops
 
 from keras_gumbel import _checks, _numerics, random
@@ -167,8 +168,8 @@ def get(
     minimum = resolved.min_temperature
     if (
         minimum is not None
-        and isinstance(temperature, numbers.Real)
-        and temperature < minimum
+        and isinstance(temperature, (numbers.Real, np.ndarray))
+        and np.min(temperature) < minimum
     ):
         raise ValueError(
             "Invalid value received for argument `temperature`. The estimator "

@@ -130,7 +130,9 @@ def gumbel_softmax(
     Args:
         logits: Floating-point tensor of unnormalised log-probabilities.
             `-inf` marks an impossible category.
-        temperature: Positive float or scalar tensor.
+        temperature: Positive float, or a tensor of them: a scalar, or one
+            temperature per row (broadcastable to the logits' shape without
+            `axis`).
         hard: If True, return exact one-hot samples.
         estimator: Gradient estimator, one of `keras_gumbel.ESTIMATORS`, or a
             configured one such as `keras_gumbel.estimators.GumbelRao(draws=32)`.
@@ -159,7 +161,7 @@ def gumbel_softmax(
     >>> float(keras.ops.sum(sample))
     1.0
     """
-    temperature = _checks.check_temperature(temperature)
+    temperature = _checks.check_temperatures(temperature)
     _checks.check_bool(hard, "hard")
     resolved = estimators.get(estimator, hard, temperature)
     seed = _checks.check_seed(seed)
@@ -206,7 +208,13 @@ def _on_category_axis(function, logits, temperature, axis, mask, minimum=None):
     work_logits, invalid = _numerics.shift_logits(work_logits, mask)
     work_temperature = None
     if temperature is not None:
-        work_temperature = _temperature_tensor(temperature, work_dtype)
+        batch_shape = tuple(logits.shape[:axis]) + tuple(logits.shape[axis + 1 :])
+        work_temperature = _per_row(
+            _temperature_tensor(temperature, work_dtype),
+            batch_shape,
+            rank - 1,
+            tuple(logits.shape),
+        )
         # A Python float was checked already, against the estimator's minimum too.
         if not isinstance(temperature, float):
             valid = work_temperature >= (minimum or 0.0)
@@ -222,9 +230,35 @@ def _on_category_axis(function, logits, temperature, axis, mask, minimum=None):
 def _temperature_tensor(temperature, dtype):
     # A Python float converts straight to the working dtype: through float32
     # first, a float64 computation would use a rounded temperature.
-    if isinstance(temperature, float):
+    if isinstance(temperature, (float, np.ndarray)):
         return ops.convert_to_tensor(temperature, dtype=dtype)
     return ops.cast(temperature, dtype)
+
+
+def _per_row(temperature, batch_shape, axis, logits_shape):
+    """A batch of temperatures with a size-1 category axis inserted at `axis`.
+
+    A scalar stays a scalar. Otherwise the temperature must broadcast to
+    `batch_shape`, the logits' shape without the category axis, as a batch of
+    temperatures does in TFP's distributions: then every row is tempered by its
+    own. It may not enlarge the batch, which would silently change the shape
+    of the result. Sizes that are only known at run time are left to the
+    backend's broadcast.
+    """
+    shape = tuple(temperature.shape)
+    if not shape:
+        return temperature
+    if len(shape) > len(batch_shape) or any(
+        None not in (size, batch) and size not in (1, batch)
+        for size, batch in zip(reversed(shape), reversed(batch_shape), strict=False)
+    ):
+        raise ValueError(
+            "Invalid value received for argument `temperature`. Expected a scalar "
+            "or a tensor that broadcasts to the batch shape of the logits (their "
+            f"shape without the category axis), {batch_shape}. Received: "
+            f"temperature.shape={shape} for logits.shape={logits_shape}"
+        )
+    return ops.expand_dims(_with_rank(temperature, len(batch_shape)), axis)
 
 
 def argmax_one_hot(
@@ -270,7 +304,9 @@ def tempered_softmax(
 
     Args:
         logits: Floating-point tensor of logits.
-        temperature: Positive float or scalar tensor.
+        temperature: Positive float, or a tensor of them: a scalar, or one
+            temperature per row (broadcastable to the logits' shape without
+            `axis`).
         axis: The category axis.
         mask: Optional boolean tensor (see `gumbel_softmax`).
 
@@ -285,7 +321,7 @@ def tempered_softmax(
     >>> np.asarray(y).tolist()
     [[0.5, 0.5]]
     """
-    temperature = _checks.check_temperature(temperature)
+    temperature = _checks.check_temperatures(temperature)
 
     def relax(work_logits, work_temperature):
         return _numerics.scaled_softmax(work_logits, work_temperature)
@@ -296,7 +332,7 @@ def tempered_softmax(
 def _log_prob_inputs(values, logits, temperature, axis, name):
     values = _checks.float_tensor(values, name)
     logits = _checks.float_tensor(logits, "logits")
-    temperature = _checks.check_temperature(temperature)
+    temperature = _checks.check_temperatures(temperature)
     rank = max(len(values.shape), len(logits.shape))
     if rank == 0:
         raise ValueError(
@@ -312,14 +348,31 @@ def _log_prob_inputs(values, logits, temperature, axis, name):
     # leading axes: `axis` then indexes the same category axis in both.
     values = _with_rank(ops.cast(values, work_dtype), rank)
     logits = _with_rank(ops.cast(logits, work_dtype), rank)
-    temperature = _temperature_tensor(temperature, work_dtype)
     n = logits.shape[axis] if logits.shape[axis] is not None else values.shape[axis]
     if n == 0:
         raise ValueError(
             "Invalid value received for argument `logits`. Expected at least one "
             f"category along axis {axis}. Received: logits.shape={tuple(logits.shape)}"
         )
+    shape = _broadcast_shape(values.shape, logits.shape)
+    temperature = _per_row(
+        _temperature_tensor(temperature, work_dtype),
+        shape[:axis] + shape[axis + 1 :],
+        axis,
+        tuple(logits.shape),
+    )
     return values, logits, temperature, axis, n
+
+
+def _broadcast_shape(first, second):
+    # Unknown sizes stay unknown unless the other one is known and not 1.
+    shape = []
+    for a, b in zip(first, second, strict=True):
+        if a == 1 or a is None:
+            shape.append(b if b != 1 else a)
+        else:
+            shape.append(a)
+    return tuple(shape)
 
 
 def _with_rank(tensor, rank):
@@ -341,9 +394,10 @@ def _exp_concrete_log_density(log_sample, logits, temperature, axis, n):
     density = (
         math.lgamma(n)
         + (n - 1) * ops.log(temperature)
-        + ops.sum(ops.log_softmax(scaled, axis=axis), axis=axis)
+        + ops.sum(ops.log_softmax(scaled, axis=axis), axis=axis, keepdims=True)
     )
-    return ops.where(valid, density, ops.cast(float("nan"), density.dtype))
+    density = ops.where(valid, density, ops.cast(float("nan"), density.dtype))
+    return ops.squeeze(density, axis)
 
 
 def relaxed_one_hot_log_prob(
@@ -368,7 +422,9 @@ def relaxed_one_hot_log_prob(
     Args:
         sample: Points on the simplex, `[..., n]` along `axis`.
         logits: Logits of the distribution, broadcastable to `sample`.
-        temperature: Positive float or scalar tensor.
+        temperature: Positive float, or a tensor of them: a scalar, or one
+            temperature per row (broadcastable to the logits' shape without
+            `axis`).
         axis: The category axis.
 
     Returns:
@@ -414,7 +470,9 @@ def exp_relaxed_one_hot_log_prob(
     Args:
         log_sample: Log-space samples (`logsumexp` along `axis` is 0).
         logits: Logits of the distribution, broadcastable to `log_sample`.
-        temperature: Positive float or scalar tensor.
+        temperature: Positive float, or a tensor of them: a scalar, or one
+            temperature per row (broadcastable to the logits' shape without
+            `axis`).
         axis: The category axis.
 
     Returns:
@@ -520,7 +578,9 @@ def gumbel_top_k(
         logits: Floating-point tensor of unnormalised log-probabilities.
         k: Number of categories to choose, an integer in `[1, n]` where `n` is
             the size of `axis`.
-        temperature: Positive float or scalar tensor.
+        temperature: Positive float, or a tensor of them: a scalar, or one
+            temperature per row (broadcastable to the logits' shape without
+            `axis`).
         hard: If True, return exact k-hot samples with the straight-through
             gradient.
         axis: The category axis.
@@ -551,7 +611,7 @@ def gumbel_top_k(
     References are listed under `keras_gumbel.GumbelTopK`, the layer form.
     """
     k = _checks.check_positive_int(k, "k")
-    temperature = _checks.check_temperature(temperature)
+    temperature = _checks.check_temperatures(temperature)
     _checks.check_bool(hard, "hard")
     seed = _checks.check_seed(seed)
 
@@ -628,7 +688,9 @@ def relaxed_top_k(
         logits: Floating-point tensor of logits.
         k: Number of categories to choose, an integer in `[1, n]` where `n` is
             the size of `axis`.
-        temperature: Positive float or scalar tensor.
+        temperature: Positive float, or a tensor of them: a scalar, or one
+            temperature per row (broadcastable to the logits' shape without
+            `axis`).
         axis: The category axis.
         mask: Optional boolean tensor (see `gumbel_top_k`).
 
@@ -645,7 +707,7 @@ def relaxed_top_k(
     [[0.5, 0.5, 0.5, 0.5]]
     """
     k = _checks.check_positive_int(k, "k")
-    temperature = _checks.check_temperature(temperature)
+    temperature = _checks.check_temperatures(temperature)
 
     def relax(work_logits, work_temperature):
         _check_k(k, work_logits)
