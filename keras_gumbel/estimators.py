@@ -166,11 +166,12 @@ def get(
             f"Received: estimator={estimator!r}, hard=True"
         )
     minimum = resolved.min_temperature
-    if (
-        minimum is not None
-        and isinstance(temperature, (numbers.Real, np.ndarray))
-        and np.min(temperature) < minimum
-    ):
+    lowest = None
+    if isinstance(temperature, np.ndarray):
+        lowest = float(np.min(temperature))
+    elif isinstance(temperature, numbers.Real):
+        lowest = float(temperature)
+    if minimum is not None and lowest is not None and lowest < minimum:
         raise ValueError(
             "Invalid value received for argument `temperature`. The estimator "
             f"{resolved.name!r} needs a temperature >= {minimum}. "
