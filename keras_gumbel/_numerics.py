@@ -279,33 +279,37 @@ def top_k_hot(scores: TensorLike, k: int) -> TensorLike:
     return ops.sum(hot * ops.expand_dims(chosen, -1), axis=-2)
 
 
-def _log_one_minus_softmax(scores, temperature):
-    """`log(1 - softmax(scores / temperature))`, accurate where the softmax is 1.
+def _log_sum_exp(scaled):
+    """`logsumexp` along the last axis of values in `[-inf, 0]`-ish, any of them
+    `-inf`: a row with no finite value gives `-inf` with zero gradient."""
+    maximum = ops.stop_gradient(ops.max(scaled, axis=-1, keepdims=True))
+    maximum = ops.where(maximum > float("-inf"), maximum, ops.zeros_like(maximum))
+    total = ops.sum(ops.exp(scaled - maximum), axis=-1, keepdims=True)
+    some = total > 0
+    # Keep the unused branch finite: `where` passes 0 * inf = NaN gradients.
+    log_total = ops.log(ops.where(some, total, ops.ones_like(total)))
+    return ops.where(some, maximum + log_total, float("-inf"))
 
-    For every category but the row maximum the softmax is at most 1/2, so
-    `log1p(-a)` is accurate. For the maximum, `1 - a` cancels catastrophically;
-    there it is `logsumexp(others) - logsumexp(all)` of the scaled scores, exact
-    in floating point. Shifted scores are clamped at `-bound * temperature` (where
-    the softmax is exactly 0) before scaling, as in `scaled_softmax`, so that no
-    intermediate or gradient is infinite.
 
-    Returns the log and a boolean marking the row maximum whose softmax is exactly
-    1 (no other category has a non-zero softmax): its true log is below what the
-    dtype can resolve, and the caller removes that category instead.
+def _log_one_minus_softmax(probs, scores, temperature):
+    """`log(1 - probs)` for `probs = softmax(scores / temperature)`, to full accuracy.
+
+    At most one category of a row has a softmax above 1/2; for every other one
+    `log1p(-p)` is accurate. For that one `1 - p` cancels, and it is
+    `logsumexp(others) - logsumexp(all)` of the scaled scores instead, in log
+    space, where nothing underflows: float32 gives the float64 answer for
+    scores hundreds of temperatures apart. Tied categories always take the
+    same branch, so ties stay exactly tied through every round (the recursion
+    multiplies any asymmetry by about `1 / temperature` per round). A
+    category whose every rival is `-inf` gets `-inf`: it leaves later rounds.
     """
     maximum, _ = row_max(scores)
-    bound = underflow_bound(scores.dtype) * temperature
-    shifted = ops.maximum(scores - maximum, -bound)
-    is_max = ops.cast(ops.one_hot(argmax(scores), ops.shape(scores)[-1]), "bool")
-    others = ops.where(is_max, -bound, shifted)
-    saturated = is_max & ~ops.any(others > -bound, axis=-1, keepdims=True)
-    scaled = shifted / temperature
-    log_rest = ops.logsumexp(ops.where(is_max, -bound / temperature, scaled), axis=-1)
-    log_max_complement = ops.expand_dims(log_rest - ops.logsumexp(scaled, axis=-1), -1)
-    probs = scaled_softmax(scores, temperature)
-    # Keep the unused branch finite: `where` passes 0 * inf = NaN gradients.
-    log_complement = ops.log1p(-ops.where(is_max, ops.zeros_like(probs), probs))
-    return ops.where(is_max, log_max_complement, log_complement), saturated
+    scaled = (scores - maximum) / temperature
+    above_half = probs > 0.5
+    log_rest = _log_sum_exp(ops.where(above_half, float("-inf"), scaled))
+    log_above_half = log_rest - _log_sum_exp(scaled)
+    log_below_half = ops.log1p(-ops.where(above_half, ops.zeros_like(probs), probs))
+    return ops.where(above_half, log_above_half, log_below_half)
 
 
 def relaxed_top_k(scores: TensorLike, k: int, temperature: TensorLike) -> TensorLike:
@@ -314,8 +318,8 @@ def relaxed_top_k(scores: TensorLike, k: int, temperature: TensorLike) -> Tensor
     Round `j` of `k` takes `a_j = softmax(alpha_j / temperature)` and updates
     `alpha_{j+1} = alpha_j + log(1 - a_j)`; the result is `sum_j a_j`, which sums
     to `min(k, number of finite scores)`: rounds beyond the number of allowed
-    categories add nothing. A category whose `a_j` is exactly 1 in floating point
-    is removed from later rounds, which is the limit of the update.
+    categories add nothing, and a category that took all of a round (no rival
+    left) is `-inf` in later ones, the limit of the update.
     """
     count = ops.sum(ops.cast(allowed(scores), scores.dtype), axis=-1, keepdims=True)
     alpha = scores
@@ -325,10 +329,5 @@ def relaxed_top_k(scores: TensorLike, k: int, temperature: TensorLike) -> Tensor
         active = ops.cast(count > round_index, scores.dtype)
         total = total + probs * active
         if round_index + 1 < k:
-            log_complement, saturated = _log_one_minus_softmax(alpha, temperature)
-            alpha = ops.where(
-                saturated,
-                ops.cast(float("-inf"), scores.dtype),
-                alpha + log_complement,
-            )
+            alpha = alpha + _log_one_minus_softmax(probs, alpha, temperature)
     return total

@@ -569,10 +569,17 @@ def gumbel_top_k(
     shrinks a chosen category's weight by `1 - a_j`; use low temperatures (or
     `hard=True`) when the output must stay in `[0, 1]`.
 
-    `log(1 - a_j)` is computed without cancellation where `a_j` is close to 1,
-    and a category whose `a_j` is exactly 1 in floating point leaves later
-    rounds, so outputs and gradients are finite at any temperature. Noise and
-    softmaxes are computed in float32 (float64 for float64 logits).
+    `log(1 - a_j)` is computed in log space where `a_j` is close to 1, so
+    float32 gives the float64 recursion to round-off even for logits hundreds
+    of temperatures apart, and tied logits stay exactly tied; outputs are
+    finite at any temperature. The gradient with respect to logits that are
+    (nearly) tied for the lead grows like `(1 / temperature) ** (k - 1)`,
+    because each round multiplies their difference by about
+    `1 / temperature` (about `2.5e39` for `k = 10` at `1e-4`). It is exact
+    while it fits the dtype and overflows to inf or NaN beyond, never to a
+    finite wrong value; keep `temperature ** (k - 1)` well above `1e-30` in
+    float32, or compute in float64. Noise and softmaxes are computed in
+    float32 (float64 for float64 logits).
 
     Args:
         logits: Floating-point tensor of unnormalised log-probabilities.

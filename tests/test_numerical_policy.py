@@ -399,3 +399,66 @@ def test_float32_logits_reach_a_mixed_precision_layer_uncast(layer):
             np.testing.assert_array_equal(testing.to_numpy(output), [[0.0, 1.0]])
         else:
             assert testing.to_numpy(output).astype("float32").sum() == 1.0
+
+
+@pytest.mark.jax_x64
+def test_relaxed_top_k_in_float32_is_the_float64_recursion():
+    # A softmax of exp(-200) underflows to 0 in float32; the recursion must
+    # not read that as "the first category took everything".
+    np.testing.assert_allclose(
+        testing.to_numpy(kg.ops.relaxed_top_k([[0.0, -200.0]], 2, 1.0)),
+        [[1.5, 0.5]],
+        rtol=1e-6,
+    )
+    # 64 rows of 12 logits spread over [-300, 300] (so many softmaxes
+    # underflow), at temperatures from 0.5 to 5 and every k: float32 within
+    # 2e-5 * k of the float64 recursion on the same (float32-rounded) logits.
+    logits = np.random.default_rng(7).uniform(-300, 300, size=(64, 12))
+    logits = logits.astype("float32")
+    for temperature in (0.5, 1.0, 5.0):
+        for k in range(1, 13):
+            single = testing.to_numpy(kg.ops.relaxed_top_k(logits, k, temperature))
+            double = testing.to_numpy(
+                kg.ops.relaxed_top_k(logits.astype("float64"), k, temperature)
+            )
+            np.testing.assert_allclose(single, double, atol=2e-5 * k)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_tied_logits_stay_tied_through_every_round(dtype):
+    logits = keras.ops.zeros((1, 8), dtype)
+    y = testing.to_numpy(kg.ops.relaxed_top_k(logits, 8, 0.01)).astype("float32")
+    assert np.all(y == y[0, 0])
+    np.testing.assert_allclose(y, 1.0, rtol=1e-6)
+    layer = kg.GumbelTopK(8, 0.01, inference="softmax")
+    np.testing.assert_array_equal(
+        testing.to_numpy(layer(np.zeros((1, 8), "float32"))), y
+    )
+
+
+@pytest.mark.jax_x64
+@pytest.mark.parametrize("k", [2, 3, 6, 10, 20, 48])
+@pytest.mark.parametrize("temperature", [1e-4, 0.1, 1.0])
+def test_relaxed_top_k_gradients_are_exact_or_overflow(k, temperature):
+    # Two logits of 1e30 tied for the lead among 48: the exact gradient grows
+    # like (1 / temperature) ** (k - 1). float32 must give the float64 value
+    # where it fits, and a non-finite one (never a finite wrong one) beyond.
+    def gradient(dtype):
+        logits = np.zeros((1, 48), dtype)
+        logits[0, :2] = 1e30
+        weights = keras.ops.arange(48, dtype=dtype)
+        return testing.gradient(
+            lambda x: keras.ops.sum(weights * kg.ops.relaxed_top_k(x, k, temperature)),
+            logits,
+        )
+
+    single, double = gradient("float32"), gradient("float64")
+    assert np.all(np.isfinite(double))
+    fits = np.abs(double) < 1e37
+    if np.all(fits):
+        np.testing.assert_allclose(single, double, rtol=1e-4, atol=1e-6)
+    else:
+        # The overflow may spread NaN through the row; what stays finite is exact.
+        assert not np.any(np.isfinite(single[~fits]))
+        finite = np.isfinite(single)
+        np.testing.assert_allclose(single[finite], double[finite], rtol=1e-4)
