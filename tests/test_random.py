@@ -156,3 +156,44 @@ def test_bad_seed_type_is_rejected(seed):
 def test_non_float_dtype_is_rejected(dtype):
     with pytest.raises(TypeError, match=re.escape(f"Received: dtype={dtype}")):
         kg.ops.sample_gumbel((2,), dtype=dtype)
+
+
+def _from_threads(draw, threads=8, calls=10):
+    import threading
+
+    samples, lock = [], threading.Lock()
+
+    def work():
+        for _ in range(calls):
+            value = testing.to_numpy(draw()).tobytes()
+            with lock:
+                samples.append(value)
+
+    workers = [threading.Thread(target=work) for _ in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    return samples
+
+
+def test_one_layer_called_from_several_threads_draws_fresh_noise_each_call():
+    # 8 threads x 10 eager calls of one layer: every call reads and advances
+    # the layer's generator under a lock, so no two calls share their noise
+    # (64 categories: two fresh draws coincide with probability ~0).
+    layer = kg.GumbelSoftmax(seed=0)
+    x = np.zeros((1, 64), "float32")
+    layer(x, training=True)
+    before = testing.to_numpy(layer.seed_generator.state)
+    samples = _from_threads(lambda: layer(x, training=True))
+    assert len(set(samples)) == len(samples) == 80
+    after = testing.to_numpy(layer.seed_generator.state)
+    assert after[1] - before[1] == 80
+
+
+def test_ops_share_a_generator_or_the_global_one_across_threads():
+    generator = keras.random.SeedGenerator(3)
+    x = np.zeros((1, 64), "float32")
+    for seed in (generator, None):
+        samples = _from_threads(lambda s=seed: kg.ops.gumbel_softmax(x, seed=s))
+        assert len(set(samples)) == len(samples) == 80

@@ -6,6 +6,8 @@ is faster or converts to more targets (tests/test_backend_modules.py checks the
 running backend's fast paths against these).
 """
 
+import threading
+
 import keras
 import numpy as np
 from keras import ops
@@ -24,9 +26,20 @@ __all__ = [
 ]
 
 
+# `SeedGenerator.next` reads the state and assigns the next one in two steps,
+# and Keras's global generator (seed None) does the same, so two threads that
+# draw from one generator at once can both read a state and draw the same
+# noise. Every draw from a generator holds this lock; an int seed needs none.
+SEED_LOCK = threading.Lock()
+
+
 def uniform(shape, dtype, seed):
     """`U[tiny, 1)` of `dtype` (float32 or float64) from a checked `seed`."""
-    draw = keras.random.uniform(shape, minval=0.0, maxval=1.0, dtype=dtype, seed=seed)
+    if isinstance(seed, int):
+        draw = keras.random.uniform(shape, dtype=dtype, seed=seed)
+    else:
+        with SEED_LOCK:
+            draw = keras.random.uniform(shape, dtype=dtype, seed=seed)
     return ops.maximum(draw, np.finfo(dtype).tiny)
 
 

@@ -75,11 +75,13 @@ def _stateless_seed(seed):
     import tensorflow as tf
 
     if isinstance(seed, keras.random.SeedGenerator):
-        seed = seed.next()
+        with portable.SEED_LOCK:
+            seed = seed.next()
     elif seed is None:
         # A fresh seed from Keras's global generator: different on every call,
         # also inside a traced function.
-        seed = keras.random.randint((2,), 0, 2**31 - 1, dtype="int32")
+        with portable.SEED_LOCK:
+            seed = keras.random.randint((2,), 0, 2**31 - 1, dtype="int32")
     else:
         seed = tf.constant([seed & 0x7FFFFFFF, 0], dtype=tf.int32)
     # Under a tf.distribute strategy every replica reads the same mirrored

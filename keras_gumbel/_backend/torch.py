@@ -35,9 +35,12 @@ def _mix_seed(seed):
     et al., 2014) and its low 32 bits seed it instead.
     """
     if seed is None:
-        return int(keras.random.randint((), 0, 2**31 - 1, dtype="int32"))
+        with portable.SEED_LOCK:
+            return int(keras.random.randint((), 0, 2**31 - 1, dtype="int32"))
     if isinstance(seed, keras.random.SeedGenerator):
-        first, second = (int(word) for word in keras.ops.convert_to_numpy(seed.next()))
+        with portable.SEED_LOCK:
+            state = seed.next()
+        first, second = (int(word) for word in keras.ops.convert_to_numpy(state))
     else:
         first, second = seed, 0
     x = (((first & 0xFFFFFFFF) << 32) | (second & 0xFFFFFFFF)) + 0x9E3779B97F4A7C15
