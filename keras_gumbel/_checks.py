@@ -120,6 +120,18 @@ def check_seed(seed, name="seed"):
     return int(seed)
 
 
+def concrete(value):
+    """`value` as a NumPy array where Python can see it, else None.
+
+    None inside a traced function (`tf.function`, `jax.jit`), where the value
+    only exists when the graph runs and a check on it cannot raise.
+    """
+    try:
+        return keras.ops.convert_to_numpy(value)
+    except Exception:  # Each backend raises its own error for a traced value.
+        return None
+
+
 def float_tensor(value, name):
     """Converts `value` to a tensor and insists on a floating-point dtype."""
     tensor = keras.ops.convert_to_tensor(value)

@@ -405,6 +405,8 @@ def relaxed_one_hot_log_prob(
     logits: TensorLike,
     temperature: float | TensorLike,
     axis: int = -1,
+    *,
+    validate_args: bool = False,
 ) -> TensorLike:
     """Log-density of a relaxed one-hot (Concrete) sample.
 
@@ -426,10 +428,16 @@ def relaxed_one_hot_log_prob(
             temperature per row (broadcastable to the logits' shape without
             `axis`).
         axis: The category axis.
+        validate_args: If True, check that every point lies on the simplex
+            (coordinates in `[0, 1]` summing to 1 within `10 * eps * n`, as
+            TFP's `validate_args=True` does): a `ValueError` naming `sample`
+            where the values are known in Python, NaN for the failing rows
+            inside a compiled function, where nothing can raise.
 
     Returns:
         The log-density, with `axis` reduced, in the working dtype (float32, or
-        float64 for float64 inputs).
+        float64 for float64 inputs). A point with a coordinate outside
+        `[0, 1]` has density 0: `-inf`.
 
     Example:
 
@@ -440,6 +448,7 @@ def relaxed_one_hot_log_prob(
     >>> bool(np.isfinite(logp))
     True
     """
+    _checks.check_bool(validate_args, "validate_args")
     sample, logits, temperature, axis, n = _log_prob_inputs(
         sample, logits, temperature, axis, "sample"
     )
@@ -448,9 +457,12 @@ def relaxed_one_hot_log_prob(
     smallest = _numerics.tiny(sample.dtype)
     log_sample = ops.log(ops.where(sample > smallest, sample, smallest))
     # Change of variables y = exp(x): the Jacobian contributes -sum_k log y_k.
-    return _exp_concrete_log_density(
+    density = _exp_concrete_log_density(
         log_sample, logits, temperature, axis, n
     ) - ops.sum(log_sample, axis=axis)
+    outside = ops.any((sample < 0) | (sample > 1), axis=axis)
+    total = ops.sum(sample, axis=axis) - 1.0
+    return _on_support(density, outside, total, n, validate_args, "sample")
 
 
 def exp_relaxed_one_hot_log_prob(
@@ -458,6 +470,8 @@ def exp_relaxed_one_hot_log_prob(
     logits: TensorLike,
     temperature: float | TensorLike,
     axis: int = -1,
+    *,
+    validate_args: bool = False,
 ) -> TensorLike:
     """Log-density of a log-space relaxed one-hot (ExpConcrete) sample.
 
@@ -474,9 +488,15 @@ def exp_relaxed_one_hot_log_prob(
             temperature per row (broadcastable to the logits' shape without
             `axis`).
         axis: The category axis.
+        validate_args: If True, check that every point is a log-space point
+            of the simplex (non-positive, `logsumexp` 0 within
+            `10 * eps * n`): a `ValueError` naming `log_sample` where the
+            values are known in Python, NaN for the failing rows inside a
+            compiled function.
 
     Returns:
-        The log-density, with `axis` reduced.
+        The log-density, with `axis` reduced. A point with a positive
+        coordinate has density 0: `-inf`.
 
     Example:
 
@@ -487,10 +507,45 @@ def exp_relaxed_one_hot_log_prob(
     >>> bool(np.isfinite(logp))
     True
     """
+    _checks.check_bool(validate_args, "validate_args")
     log_sample, logits, temperature, axis, n = _log_prob_inputs(
         log_sample, logits, temperature, axis, "log_sample"
     )
-    return _exp_concrete_log_density(log_sample, logits, temperature, axis, n)
+    density = _exp_concrete_log_density(log_sample, logits, temperature, axis, n)
+    outside = ops.any(log_sample > 0, axis=axis)
+    total = ops.logsumexp(log_sample, axis=axis)
+    return _on_support(density, outside, total, n, validate_args, "log_sample")
+
+
+def _on_support(density, outside, error, n, validate_args, name):
+    """The support policy of the log-densities (docs/numerics.md).
+
+    `outside` marks points with a coordinate off the support, whose density is
+    0; `error` is how far each point is from the constraint its coordinates
+    must meet (a sum of 1, a log-sum-exp of 0), checked only if asked.
+    """
+    # A temperature without a density (NaN) stays NaN, also off the support.
+    off = outside & ~ops.isnan(density)
+    density = ops.where(off, ops.cast(float("-inf"), density.dtype), density)
+    if not validate_args:
+        return density
+    tolerance = (
+        10.0 * float(np.finfo(keras.backend.standardize_dtype(density.dtype)).eps) * n
+    )
+    failed = outside | ~(ops.abs(error) <= tolerance)
+    known = _checks.concrete(failed)
+    if known is None:
+        return _numerics.nan_where(failed, density)
+    if np.any(known):
+        index = tuple(int(i) for i in np.argwhere(known)[0])
+        raise ValueError(
+            f"Invalid value received for argument `{name}`. Expected points of "
+            "the support (coordinates in [0, 1] summing to 1 for `sample`, "
+            "non-positive with a log-sum-exp of 0 for `log_sample`, within "
+            f"{tolerance:.3g}). Received: {int(np.sum(known))} point(s) off it, "
+            f"the first at batch index {index}"
+        )
+    return density
 
 
 def categorical_kl_uniform(logits: TensorLike, axis: int = -1) -> TensorLike:

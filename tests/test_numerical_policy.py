@@ -209,6 +209,8 @@ def test_kl_of_an_infinite_logit_is_the_limit_with_a_finite_gradient():
 )
 def test_log_densities_of_a_temperature_tensor_without_density_are_nan(function):
     sample = np.array([[0.2, 0.3, 0.5]], "float32")
+    if function is kg.ops.exp_relaxed_one_hot_log_prob:
+        sample = np.log(sample)
     for value in (0.0, -1.0, float("inf"), float("nan")):
         density = function(sample, np.zeros(3, "float32"), keras.Variable(value))
         assert np.isnan(testing.to_numpy(density)[0])
@@ -462,3 +464,70 @@ def test_relaxed_top_k_gradients_are_exact_or_overflow(k, temperature):
         assert not np.any(np.isfinite(single[~fits]))
         finite = np.isfinite(single)
         np.testing.assert_allclose(single[finite], double[finite], rtol=1e-4)
+
+
+LOGITS3 = np.array([0.5, -1.0, 0.0], "float32")
+# Each density with its points given on the simplex (the log-space one takes
+# their logarithms).
+LOG_DENSITIES = {
+    "sample": lambda y, **kw: kg.ops.relaxed_one_hot_log_prob(y, LOGITS3, 0.5, **kw),
+    "log_sample": lambda y, **kw: kg.ops.exp_relaxed_one_hot_log_prob(
+        np.log(y), LOGITS3, 0.5, **kw
+    ),
+}
+ON_SIMPLEX = np.array([[0.2, 0.3, 0.5], [0.6, 0.3, 0.1]], "float32")
+
+
+def test_a_point_outside_the_support_has_density_zero():
+    y = testing.to_numpy(
+        kg.ops.relaxed_one_hot_log_prob(
+            np.array([[0.2, 0.3, 0.5], [1.2, -0.1, -0.1]], "float32"), LOGITS3, 0.5
+        )
+    )
+    assert np.isfinite(y[0]) and y[1] == -np.inf
+    x = testing.to_numpy(
+        kg.ops.exp_relaxed_one_hot_log_prob(
+            np.array([[-1.0, -1.5, -0.9], [0.5, -2.0, -2.0]], "float32"), LOGITS3, 0.5
+        )
+    )
+    assert x[1] == -np.inf
+
+
+@pytest.mark.parametrize("name", sorted(LOG_DENSITIES))
+def test_validate_args_refuses_points_off_the_simplex_by_name(name):
+    density = LOG_DENSITIES[name]
+    ok = testing.to_numpy(density(ON_SIMPLEX, validate_args=True))
+    np.testing.assert_array_equal(ok, testing.to_numpy(density(ON_SIMPLEX)))
+    # Sums 1.1: inside [0, 1] coordinate-wise, but off the simplex.
+    off = np.array([[0.2, 0.3, 0.5], [0.6, 0.4, 0.1]], "float32")
+    testing.assert_error(
+        ValueError, lambda: density(off, validate_args=True), name, "index (1,)"
+    )
+    testing.assert_error(
+        TypeError,
+        lambda: density(ON_SIMPLEX, validate_args="yes"),
+        "validate_args",
+        "yes",
+    )
+
+
+@pytest.mark.skipif(testing.backend() == "torch", reason="no XLA compiler on torch")
+def test_validate_args_inside_a_compiled_function_gives_nan_rows():
+    off = np.array([[0.2, 0.3, 0.5], [0.6, 0.4, 0.1]], "float32")
+
+    def density(sample):
+        return (
+            kg.ops.relaxed_one_hot_log_prob(sample, LOGITS3, 0.5, validate_args=True),
+        )
+
+    if testing.backend() == "tensorflow":
+        import tensorflow as tf
+
+        compiled = tf.function(density)
+    else:
+        import jax
+
+        compiled = jax.jit(density)
+    (y,) = compiled(off)
+    y = testing.to_numpy(y)
+    assert np.isfinite(y[0]) and np.isnan(y[1])
