@@ -26,6 +26,8 @@ __all__ = [
     "masked_scores",
     "one_hot_max",
     "relaxed_top_k",
+    "log1mexp",
+    "scaled_sigmoid",
     "row_max",
     "scaled_softmax",
     "straight_through",
@@ -331,3 +333,37 @@ def relaxed_top_k(scores: TensorLike, k: int, temperature: TensorLike) -> Tensor
         if round_index + 1 < k:
             alpha = alpha + _log_one_minus_softmax(probs, alpha, temperature)
     return total
+
+
+def clamp(values, low, high):
+    """`values` clamped to `[low, high]`, with zero gradient outside.
+
+    `where`, not `ops.clip`, which returns float32 for float64 tensors on the
+    torch backend (Keras 3.15).
+    """
+    high = ops.convert_to_tensor(high, dtype=values.dtype)
+    low = ops.convert_to_tensor(low, dtype=values.dtype)
+    values = ops.where(values > high, high, values)
+    return ops.where(values < low, low, values)
+
+
+def scaled_sigmoid(values, temperature):
+    """`sigmoid(values / temperature)` with finite gradients at any temperature.
+
+    The scaled values are clamped at `±bound`, where the sigmoid is exactly 0
+    or 1 in the dtype, so its value is unchanged and an overflow of
+    `values / temperature` to `±inf` cannot make `0 * inf` in the gradient.
+    """
+    bound = underflow_bound(values.dtype)
+    return ops.sigmoid(clamp(values / temperature, -bound, bound))
+
+
+def log1mexp(log_values):
+    """`log(1 - exp(a))` for `a <= 0`, accurate near 0 and for very negative `a`."""
+    near_zero = log_values > -0.6931471805599453
+    # Each branch gets an argument where it is finite, for `where`'s gradient.
+    safe_near = ops.where(near_zero, log_values, -ops.ones_like(log_values))
+    safe_far = ops.where(near_zero, -ops.ones_like(log_values), log_values)
+    return ops.where(
+        near_zero, ops.log(-ops.expm1(safe_near)), ops.log1p(-ops.exp(safe_far))
+    )

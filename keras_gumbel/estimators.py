@@ -34,6 +34,7 @@ __all__ = [
     "EstimatorLike",
     "get",
     "register",
+    "register_binary",
     "ConfiguredEstimator",
     "GST",
     "GumbelRao",
@@ -48,6 +49,13 @@ __all__ = [
 ]
 
 
+def _no_binary_form(*args, **kwargs):
+    raise NotImplementedError(
+        "This estimator has no binary form: register one with "
+        "`keras_gumbel.estimators.register_binary(name)`."
+    )
+
+
 @dataclasses.dataclass(frozen=True)
 class Estimator:
     """A registered estimator: its name, whether it is hard, and its function."""
@@ -56,6 +64,10 @@ class Estimator:
     hard: bool
     function: Callable
     min_temperature: float | None = None
+    # The binary form, `binary(logits, temperature, *, seed) -> sample`, on
+    # elementwise logits: the estimator applied to the two categories
+    # `(logits, 0)`, returning the first one's sample.
+    binary: Callable = _no_binary_form
 
 
 _REGISTRY: dict[str, Estimator] = {}
@@ -89,6 +101,13 @@ class ConfiguredEstimator:
         function = _REGISTRY[self.name].function
         return function(logits, temperature, mask=mask, seed=seed, **self.get_config())
 
+    def binary(
+        self, logits: TensorLike, temperature: TensorLike, *, seed: SeedLike
+    ) -> TensorLike:
+        """The binary form of the registered estimator, with these options."""
+        function = _REGISTRY[self.name].binary
+        return function(logits, temperature, seed=seed, **self.get_config())
+
     def __eq__(self, other):
         return type(self) is type(other) and self.get_config() == other.get_config()
 
@@ -121,6 +140,16 @@ def register(
     return decorator
 
 
+def register_binary(name: str) -> Callable[[Callable], Callable]:
+    """Registers the decorated function as the binary form of estimator `name`."""
+
+    def decorator(function):
+        _REGISTRY[name] = dataclasses.replace(_REGISTRY[name], binary=function)
+        return function
+
+    return decorator
+
+
 def names() -> tuple[str, ...]:
     """The registered estimator names, in registration order."""
     return tuple(_REGISTRY)
@@ -147,7 +176,9 @@ def get(
     if estimator is None:
         estimator = "straight_through" if hard else "gumbel_softmax"
     if isinstance(estimator, ConfiguredEstimator):
-        resolved = dataclasses.replace(_REGISTRY[estimator.name], function=estimator)
+        resolved = dataclasses.replace(
+            _REGISTRY[estimator.name], function=estimator, binary=estimator.binary
+        )
     elif isinstance(estimator, str) and estimator in _REGISTRY:
         resolved = _REGISTRY[estimator]
     else:
@@ -429,6 +460,101 @@ def gst(
     )
     shift = ops.stop_gradient(raise_to_max - lower_below_gap)
     soft = scaled_softmax(scores + shift, temperature)
+    return _numerics.straight_through(sample, soft)
+
+
+# Binary forms. Each is its categorical estimator on the two categories
+# `(logits, 0)`: the difference of their Gumbel noises is logistic noise `L`,
+# so `logits + L > 0` is the Gumbel-Max sample of the first category and
+# `sigmoid((logits + L) / t)` is its relaxed sample. Logits arrive finite (the
+# caller clamps +-inf and masks), elementwise, in the working dtype.
+
+
+def _logistic_noise(logits, seed):
+    return random.logistic(ops.shape(logits), logits.dtype, seed)
+
+
+def _bernoulli(scores):
+    return ops.cast(scores > 0, scores.dtype)
+
+
+@register_binary("gumbel_softmax")
+def relaxed_binary(
+    logits: TensorLike, temperature: TensorLike, *, seed: SeedLike
+) -> TensorLike:
+    """The binary Concrete sample `sigmoid((logits + L) / temperature)`."""
+    return _numerics.scaled_sigmoid(logits + _logistic_noise(logits, seed), temperature)
+
+
+@register_binary("straight_through")
+def straight_through_binary(
+    logits: TensorLike, temperature: TensorLike, *, seed: SeedLike
+) -> TensorLike:
+    """Forward `logits + L > 0`; backward through the relaxed sample of that `L`."""
+    scores = logits + _logistic_noise(logits, seed)
+    soft = _numerics.scaled_sigmoid(scores, temperature)
+    return _numerics.straight_through(_bernoulli(scores), soft)
+
+
+def _value_zero_slope(logits, slope):
+    # Exactly 0, with derivative `slope` with respect to `logits`.
+    return ops.stop_gradient(slope) * (logits - ops.stop_gradient(logits))
+
+
+@register_binary("reinmax")
+def reinmax_binary(
+    logits: TensorLike, temperature: TensorLike, *, seed: SeedLike
+) -> TensorLike:
+    """ReinMax on `(logits, 0)`: the softmax Jacobian of two categories at `p` is
+    `p (1 - p)`, so the gradient is `2 q1 (1 - q1) - q0 (1 - q0) / 2` times the
+    incoming one, `q0 = sigmoid(logits)`, `q1 = (D + sigmoid(logits / t)) / 2`."""
+    sample = _bernoulli(logits + _logistic_noise(logits, seed))
+    q0 = ops.sigmoid(logits)
+    q1 = 0.5 * (sample + _numerics.scaled_sigmoid(logits, temperature))
+    slope = 2.0 * q1 * (1.0 - q1) - 0.5 * q0 * (1.0 - q0)
+    return sample + _value_zero_slope(logits, slope)
+
+
+@register_binary("gumbel_rao")
+def gumbel_rao_binary(
+    logits: TensorLike, temperature: TensorLike, *, seed: SeedLike, draws: int = 10
+) -> TensorLike:
+    """Gumbel-Rao on `(logits, 0)`: the straight-through gradient averaged over
+    `draws` logistic noises drawn given the sample `D`.
+
+    Given `D = 1` the perturbed logit `v = logits + L` is logistic about
+    `logits` truncated to `v > 0`; inverting its survival function
+    `sigmoid(logits - v) / sigmoid(logits)` at a uniform `u` gives
+    `v = logits - logit(u * sigmoid(logits))`, and `D = 0` is its mirror image.
+    The logit is taken in log space, so it is finite for any `logits`.
+    """
+    uniforms = random.uniform(
+        (draws + 1,) + tuple(ops.shape(logits)), logits.dtype, seed
+    )
+    noise = ops.log(uniforms[0]) - ops.log1p(-uniforms[0])
+    sample = _bernoulli(logits + noise)
+    sign = 2.0 * sample - 1.0
+    log_p = ops.log(uniforms[1:]) + ops.log_sigmoid(sign * logits)
+    conditional = ops.stop_gradient(-sign * (log_p - _numerics.log1mexp(log_p)))
+    soft = ops.mean(_numerics.scaled_sigmoid(logits + conditional, temperature), axis=0)
+    return _numerics.straight_through(sample, soft)
+
+
+@register_binary("gst")
+def gst_binary(
+    logits: TensorLike, temperature: TensorLike, *, seed: SeedLike, gap: float = 1.0
+) -> TensorLike:
+    """GST on `(logits, 0)`: the perturbed logit difference is
+    `max(logits, gap)` given `D = 1` and `min(logits, -gap)` given `D = 0`,
+    shifted from `logits` by a constant."""
+    sample = _bernoulli(logits + _logistic_noise(logits, seed))
+    # `where`, not `ops.maximum`, which returns float32 for float64 tensors on
+    # the torch backend (Keras 3.15).
+    above = ops.where(logits > gap, logits, ops.cast(gap, logits.dtype))
+    below = ops.where(logits < -gap, logits, ops.cast(-gap, logits.dtype))
+    perturbed = ops.where(sample > 0, above, below)
+    shift = ops.stop_gradient(perturbed - logits)
+    soft = _numerics.scaled_sigmoid(logits + shift, temperature)
     return _numerics.straight_through(sample, soft)
 
 

@@ -27,6 +27,12 @@ __all__ = [
     "tempered_softmax",
     "top_k_hot",
     "relaxed_top_k",
+    "gumbel_sigmoid",
+    "relaxed_bernoulli_log_prob",
+    "logit_relaxed_bernoulli_log_prob",
+    "bernoulli_kl",
+    "hard_concrete",
+    "hard_concrete_l0",
 ]
 
 
@@ -258,7 +264,8 @@ def _per_row(temperature, batch_shape, axis, logits_shape):
             f"shape without the category axis), {batch_shape}. Received: "
             f"temperature.shape={shape} for logits.shape={logits_shape}"
         )
-    return ops.expand_dims(_with_rank(temperature, len(batch_shape)), axis)
+    temperature = _with_rank(temperature, len(batch_shape))
+    return temperature if axis is None else ops.expand_dims(temperature, axis)
 
 
 def argmax_one_hot(
@@ -460,6 +467,8 @@ def relaxed_one_hot_log_prob(
     density = _exp_concrete_log_density(
         log_sample, logits, temperature, axis, n
     ) - ops.sum(log_sample, axis=axis)
+    # The reading of underflowed coordinates above must not hide a NaN.
+    density = _numerics.nan_where(ops.any(ops.isnan(sample), axis=axis), density)
     outside = ops.any((sample < 0) | (sample > 1), axis=axis)
     total = ops.sum(sample, axis=axis) - 1.0
     return _on_support(density, outside, total, n, validate_args, "sample")
@@ -777,3 +786,407 @@ def relaxed_top_k(
         return _numerics.relaxed_top_k(scores, k, work_temperature)
 
     return _on_category_axis(relax, logits, temperature, axis, mask)
+
+
+# The binary family: elementwise logits, no category axis.
+
+
+def _elementwise(function, logits, temperature, mask=None, minimum=None, name="logits"):
+    """Runs `function(logits, temperature)` elementwise in the working dtype.
+
+    The binary counterpart of `_on_category_axis`, keeping the same policy
+    (docs/numerics.md): `+inf` and `-inf` logits are their limits (read as the
+    largest finite numbers, where every sigmoid is exactly 0 or 1), a NaN logit
+    gives NaN there, a masked element is exactly 0 with exactly 0 gradient,
+    and a temperature tensor of 0 or `+inf` is its limit, one below `minimum`
+    or NaN makes the elements it tempers NaN.
+    """
+    logits = _checks.float_tensor(logits, name)
+    dtype = logits.dtype
+    work_dtype = _numerics.working_dtype(dtype)
+    work_logits = ops.cast(logits, work_dtype)
+    invalid = ops.isnan(work_logits)
+    largest = float(np.finfo(work_dtype).max)
+    work_logits = _numerics.clamp(
+        ops.where(invalid, ops.zeros_like(work_logits), work_logits), -largest, largest
+    )
+    if mask is not None:
+        mask = _prepare_binary_mask(mask, logits)
+        # Masked logits may be anything, NaN included: they are read as 0.
+        work_logits = ops.where(mask, work_logits, ops.zeros_like(work_logits))
+        invalid = invalid & mask
+    work_temperature = None
+    if temperature is not None:
+        work_temperature = _per_row(
+            _temperature_tensor(temperature, work_dtype),
+            tuple(logits.shape),
+            None,
+            tuple(logits.shape),
+        )
+        if not isinstance(temperature, float):
+            valid = work_temperature >= (minimum or 0.0)
+            invalid = invalid | ~valid
+            work_temperature = _numerics.finite_temperature(
+                ops.where(valid, work_temperature, ops.ones_like(work_temperature))
+            )
+    result = function(work_logits, work_temperature)
+    if mask is not None:
+        result = ops.where(mask, result, ops.zeros_like(result))
+    result = _numerics.nan_where(invalid, result)
+    return ops.cast(result, dtype)
+
+
+def _prepare_binary_mask(mask, logits):
+    if isinstance(mask, (str, bytes)) or (
+        isinstance(mask, np.ndarray) and mask.dtype.kind in "SUO"
+    ):
+        raise TypeError(_checks.invalid("mask", "a boolean tensor", mask))
+    mask = ops.convert_to_tensor(mask)
+    if keras.backend.standardize_dtype(mask.dtype) == "string":
+        raise TypeError(_checks.invalid("mask", "a boolean tensor", mask))
+    mask = ops.cast(mask, "bool")
+    shape, target = tuple(mask.shape), tuple(logits.shape)
+    if len(shape) > len(target) or any(
+        None not in (size, full) and size not in (1, full)
+        for size, full in zip(reversed(shape), reversed(target), strict=False)
+    ):
+        raise ValueError(
+            "Invalid value received for argument `mask`. Expected a boolean "
+            "tensor that broadcasts to the logits. Received: "
+            f"mask.shape={shape} for logits.shape={target}"
+        )
+    return ops.broadcast_to(mask, ops.shape(logits))
+
+
+def gumbel_sigmoid(
+    logits: TensorLike,
+    temperature: float | TensorLike = 1.0,
+    *,
+    hard: bool = False,
+    estimator: estimators.EstimatorLike = None,
+    mask: TensorLike | None = None,
+    seed: SeedLike = None,
+) -> TensorLike:
+    """Draws a binary Concrete (relaxed Bernoulli) sample, relaxed or hard.
+
+    The relaxed sample is `sigmoid((logits + L) / temperature)` with standard
+    logistic noise `L = log(u) - log(1 - u)` (Maddison et al. 2017, section
+    3.3); a hard sample is `logits + L > 0`, an exact draw from
+    `Bernoulli(sigmoid(logits))`, with the gradient of `estimator`. Each
+    estimator is the binary form of its categorical one: `gumbel_softmax` on
+    the two categories `(logits, 0)` gives the same samples in distribution
+    and the same expected gradients, at about half the cost.
+
+    Args:
+        logits: Floating-point tensor of log-odds, any shape; every element is
+            an independent binary choice. `+inf` is always 1, `-inf` always 0.
+        temperature: Positive float, or a tensor of them broadcastable to
+            `logits` (one per element, row, ...).
+        hard: If True, return exact samples in {0, 1}.
+        estimator: Gradient estimator, one of `keras_gumbel.ESTIMATORS` or a
+            configured one (see `gumbel_softmax`). None means
+            `"straight_through"` when `hard=True`, else `"gumbel_softmax"`.
+        mask: Optional boolean tensor broadcastable to `logits`. False marks
+            choices that are never made: exactly 0 with exactly 0 gradient.
+        seed: None, an int in `[0, 2**31 - 1]`, or a `keras.random.SeedGenerator`.
+
+    Returns:
+        A tensor of the shape and dtype of `logits`, in `[0, 1]`.
+
+    Example:
+
+    >>> import numpy as np
+    >>> import keras_gumbel as kg
+    >>> logits = np.array([-2.0, 2.0] * 5000, "float32")
+    >>> sample = np.asarray(kg.ops.gumbel_sigmoid(logits, hard=True, seed=0))
+    >>> sorted(set(sample.tolist()))
+    [0.0, 1.0]
+    >>> bool(abs(sample[1::2].mean() - 1 / (1 + np.exp(-2.0))) < 0.02)
+    True
+    """
+    temperature = _checks.check_temperatures(temperature)
+    _checks.check_bool(hard, "hard")
+    resolved = estimators.get(estimator, hard, temperature)
+    seed = _checks.check_seed(seed)
+
+    def sample(work_logits, work_temperature):
+        return resolved.binary(work_logits, work_temperature, seed=seed)
+
+    return _elementwise(sample, logits, temperature, mask, resolved.min_temperature)
+
+
+def _binary_log_prob_inputs(values, logits, temperature, name):
+    values = _checks.float_tensor(values, name)
+    logits = _checks.float_tensor(logits, "logits")
+    temperature = _checks.check_temperatures(temperature)
+    dtypes = {keras.backend.standardize_dtype(t.dtype) for t in (values, logits)}
+    work_dtype = "float64" if "float64" in dtypes else "float32"
+    rank = max(len(values.shape), len(logits.shape))
+    values = _with_rank(ops.cast(values, work_dtype), rank)
+    logits = _with_rank(ops.cast(logits, work_dtype), rank)
+    shape = _broadcast_shape(values.shape, logits.shape)
+    temperature = _per_row(
+        _temperature_tensor(temperature, work_dtype), shape, None, tuple(logits.shape)
+    )
+    valid = ops.isfinite(temperature) & (temperature > 0)
+    temperature = ops.where(valid, temperature, ops.ones_like(temperature))
+    return values, logits, temperature, valid
+
+
+def _logistic_log_density(logit_sample, logits, temperature, valid):
+    # Maddison et al. (2017), section 3.3: the logit of a binary Concrete
+    # sample is Logistic(logits / t, 1 / t), whose log-density is
+    # log t - softplus(z) - softplus(-z) with z = t x - logits. The symmetric
+    # form never subtracts two large numbers.
+    z = temperature * logit_sample - logits
+    density = ops.log(temperature) - ops.softplus(z) - ops.softplus(-z)
+    return ops.where(valid, density, ops.cast(float("nan"), density.dtype))
+
+
+def logit_relaxed_bernoulli_log_prob(
+    logit_sample: TensorLike,
+    logits: TensorLike,
+    temperature: float | TensorLike,
+) -> TensorLike:
+    """Log-density of the logit `x = log(y) - log(1 - y)` of a binary Concrete sample.
+
+    `x` is `Logistic(logits / temperature, 1 / temperature)` (Maddison et al.
+    2017, section 3.3): `log p(x) = log t - softplus(t x - logits) -
+    softplus(logits - t x)`. It stays exact at temperatures where the sample
+    `y` itself is 0 or 1 in floating point, as the categorical
+    `exp_relaxed_one_hot_log_prob` does.
+
+    Args:
+        logit_sample: Logits of samples, any real number.
+        logits: Log-odds of the distribution, broadcastable to `logit_sample`.
+        temperature: Positive float, or a tensor of them broadcastable to
+            both. A tensor that is not positive and finite gives NaN.
+
+    Returns:
+        The elementwise log-density, in the working dtype.
+
+    Example:
+
+    >>> import numpy as np
+    >>> import keras_gumbel as kg
+    >>> float(kg.ops.logit_relaxed_bernoulli_log_prob(0.0, 0.0, 1.0))  # log(1/4)
+    -1.3862943649291992
+    """
+    logit_sample, logits, temperature, valid = _binary_log_prob_inputs(
+        logit_sample, logits, temperature, "logit_sample"
+    )
+    return _logistic_log_density(logit_sample, logits, temperature, valid)
+
+
+def relaxed_bernoulli_log_prob(
+    sample: TensorLike,
+    logits: TensorLike,
+    temperature: float | TensorLike,
+    *,
+    validate_args: bool = False,
+) -> TensorLike:
+    """Log-density of a binary Concrete (relaxed Bernoulli) sample `y` in (0, 1).
+
+    The density of the logit `x` of `y` (`logit_relaxed_bernoulli_log_prob`)
+    with the change of variables `-log(y) - log(1 - y)`. Agrees with
+    `tfp.distributions.RelaxedBernoulli(temperature, logits=logits).log_prob`.
+    At low temperature a float sample is often exactly 0 or 1, where the
+    density is undefined (TFP gives NaN or inf); here `y` and `1 - y` are read
+    as at least the smallest positive normal number, which keeps the result
+    finite. For exact values at low temperature, work with logits.
+
+    Args:
+        sample: Samples in `[0, 1]`.
+        logits: Log-odds of the distribution, broadcastable to `sample`.
+        temperature: Positive float, or a tensor of them broadcastable to both.
+        validate_args: If True, a sample outside `[0, 1]` raises a
+            `ValueError` naming `sample` where the values are known in Python,
+            and is NaN inside a compiled function.
+
+    Returns:
+        The elementwise log-density, in the working dtype; `-inf` for a
+        sample outside `[0, 1]` (density 0).
+
+    Example:
+
+    >>> import numpy as np
+    >>> import keras_gumbel as kg
+    >>> float(kg.ops.relaxed_bernoulli_log_prob(0.5, 0.0, 1.0))  # density 1
+    0.0
+    """
+    _checks.check_bool(validate_args, "validate_args")
+    sample, logits, temperature, valid = _binary_log_prob_inputs(
+        sample, logits, temperature, "sample"
+    )
+    smallest = _numerics.tiny(sample.dtype)
+    log_sample = ops.log(ops.where(sample > smallest, sample, smallest))
+    # 1 - y is exact for y >= 1/2; below, log1p keeps the bits of a small y.
+    complement = 1.0 - sample
+    log_complement = ops.where(
+        sample < 0.5,
+        ops.log1p(-ops.where(sample < 0.5, sample, ops.zeros_like(sample))),
+        ops.log(ops.where(complement > smallest, complement, smallest)),
+    )
+    density = _logistic_log_density(
+        log_sample - log_complement, logits, temperature, valid
+    ) - (log_sample + log_complement)
+    density = _numerics.nan_where(ops.isnan(sample), density)
+    outside = (sample < 0) | (sample > 1)
+    return _on_support(
+        density, outside, ops.zeros_like(density), 1, validate_args, "sample"
+    )
+
+
+def bernoulli_kl(
+    logits: TensorLike, prior_logits: float | TensorLike = 0.0
+) -> TensorLike:
+    """`KL(Bernoulli(sigmoid(logits)) || Bernoulli(sigmoid(prior_logits)))`.
+
+    `p (log p - log q) + (1 - p) (log(1 - p) - log(1 - q))`, with every log
+    a `log_sigmoid` of the logits, so it is finite for logits up to the
+    dtype's limits: `+inf` logits are `p = 1`, `-inf` are `p = 0`, and a term
+    whose weight is 0 contributes 0 (and 0 gradient). Infinite prior logits
+    give `+inf` where the posterior puts mass the prior does not.
+
+    Args:
+        logits: Floating-point tensor of log-odds.
+        prior_logits: Log-odds of the prior, broadcastable to `logits`;
+            0 is the uniform prior `Bernoulli(1/2)`.
+
+    Returns:
+        Non-negative KL per element (broadcast), in the working dtype.
+
+    Example:
+
+    >>> import keras_gumbel as kg
+    >>> round(float(kg.ops.bernoulli_kl(100.0)), 4)  # log 2: certain vs fair
+    0.6931
+    """
+    logits = _checks.float_tensor(logits, "logits")
+    prior = _checks.float_tensor(prior_logits, "prior_logits")
+    dtypes = {keras.backend.standardize_dtype(t.dtype) for t in (logits, prior)}
+    work_dtype = "float64" if "float64" in dtypes else "float32"
+    logits = ops.cast(logits, work_dtype)
+    prior = ops.cast(prior, work_dtype)
+    nan = ops.isnan(logits) | ops.isnan(prior)
+    largest = float(np.finfo(work_dtype).max)
+    logits = _numerics.clamp(
+        ops.where(nan, ops.zeros_like(logits), logits), -largest, largest
+    )
+    prior = ops.where(nan, ops.zeros_like(prior), prior)
+
+    def term(weight, log_p, log_q):
+        # A weight of 0 contributes 0 even where log q is -inf.
+        safe_log_q = ops.where(weight > 0, log_q, ops.zeros_like(log_q))
+        return ops.where(
+            weight > 0, weight * (log_p - safe_log_q), ops.zeros_like(weight)
+        )
+
+    p = ops.sigmoid(logits)
+    kl = term(p, ops.log_sigmoid(logits), ops.log_sigmoid(prior)) + term(
+        ops.sigmoid(-logits), ops.log_sigmoid(-logits), ops.log_sigmoid(-prior)
+    )
+    kl = ops.where(kl > 0, kl, ops.zeros_like(kl))
+    return _numerics.nan_where(nan, kl)
+
+
+def _check_limits(limits):
+    if (
+        not isinstance(limits, (tuple, list))
+        or len(limits) != 2
+        or not all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) for v in limits
+        )
+        or not (limits[0] < 0 and limits[1] > 1)
+    ):
+        raise ValueError(
+            _checks.invalid(
+                "limits", "a pair (gamma, zeta) with gamma < 0 and zeta > 1", limits
+            )
+        )
+    return float(limits[0]), float(limits[1])
+
+
+def hard_concrete(
+    log_alpha: TensorLike,
+    temperature: float | TensorLike = 2 / 3,
+    *,
+    limits: tuple[float, float] = (-0.1, 1.1),
+    seed: SeedLike = None,
+) -> TensorLike:
+    """Draws Hard Concrete gates (Louizos, Welling & Kingma 2018, eq. 9-10).
+
+    A binary Concrete sample `s = sigmoid((L + log_alpha) / temperature)` is
+    stretched to `(gamma, zeta) = limits` and clamped to `[0, 1]`:
+    `min(1, max(0, s * (zeta - gamma) + gamma))`. The gate is exactly 0 with
+    probability `sigmoid(temperature * log(-gamma / zeta) - log_alpha)` and
+    exactly 1 with probability
+    `sigmoid(log_alpha - temperature * log((1 - gamma) / (zeta - 1)))`, and is
+    differentiable in `log_alpha` in between; the clamped gates have zero
+    gradient. Defaults are the paper's: temperature 2/3, limits (-0.1, 1.1).
+
+    Args:
+        log_alpha: Floating-point tensor of gate log-odds, any shape.
+        temperature: Positive float, or a tensor of them broadcastable to
+            `log_alpha`.
+        limits: `(gamma, zeta)` with `gamma < 0 < 1 < zeta`.
+        seed: None, an int in `[0, 2**31 - 1]`, or a `keras.random.SeedGenerator`.
+
+    Returns:
+        Gates in `[0, 1]`, of the shape and dtype of `log_alpha`.
+
+    Example:
+
+    >>> import numpy as np
+    >>> import keras_gumbel as kg
+    >>> gates = np.asarray(kg.ops.hard_concrete(np.zeros(10_000, "float32"), seed=0))
+    >>> bool(gates.min() == 0.0 and gates.max() == 1.0)
+    True
+    """
+    temperature = _checks.check_temperatures(temperature)
+    gamma, zeta = _check_limits(limits)
+    seed = _checks.check_seed(seed)
+
+    def gate(work_log_alpha, work_temperature):
+        noise = random.logistic(ops.shape(work_log_alpha), work_log_alpha.dtype, seed)
+        soft = _numerics.scaled_sigmoid(work_log_alpha + noise, work_temperature)
+        return _numerics.clamp(soft * (zeta - gamma) + gamma, 0.0, 1.0)
+
+    return _elementwise(gate, log_alpha, temperature, name="log_alpha")
+
+
+def hard_concrete_l0(
+    log_alpha: TensorLike,
+    temperature: float | TensorLike = 2 / 3,
+    *,
+    limits: tuple[float, float] = (-0.1, 1.1),
+) -> TensorLike:
+    """The probability that a Hard Concrete gate is not 0: its expected L0 norm.
+
+    `P(gate != 0) = sigmoid(log_alpha - temperature * log(-gamma / zeta))`
+    (Louizos et al. 2018, eq. 12); summed over gates, the expected number of
+    open gates, the differentiable L0 penalty.
+
+    Args:
+        log_alpha: Floating-point tensor of gate log-odds.
+        temperature: Positive float, or a tensor of them broadcastable to
+            `log_alpha`.
+        limits: `(gamma, zeta)` with `gamma < 0 < 1 < zeta`.
+
+    Returns:
+        Probabilities in `[0, 1]`, of the shape and dtype of `log_alpha`.
+
+    Example:
+
+    >>> import keras_gumbel as kg
+    >>> round(float(kg.ops.hard_concrete_l0(0.0)), 4)
+    0.8318
+    """
+    temperature = _checks.check_temperatures(temperature)
+    gamma, zeta = _check_limits(limits)
+    offset = math.log(-gamma / zeta)
+
+    def probability(work_log_alpha, work_temperature):
+        return ops.sigmoid(work_log_alpha - work_temperature * offset)
+
+    return _elementwise(probability, log_alpha, temperature, name="log_alpha")

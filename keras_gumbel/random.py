@@ -18,7 +18,7 @@ from keras_gumbel import _backend, _checks, _numerics
 from keras_gumbel._backend.tensorflow import StatefulOpSeed
 from keras_gumbel._typing import SeedLike, Shape, TensorLike
 
-__all__ = ["uniform", "gumbel", "exponential", "StatefulOpSeed"]
+__all__ = ["uniform", "gumbel", "exponential", "logistic", "StatefulOpSeed"]
 
 
 def _compute_dtype(dtype: Any) -> str:
@@ -82,3 +82,25 @@ def gumbel(shape: Shape, dtype: str = "float32", seed: SeedLike = None) -> Tenso
     backend = _backend.current()
     draw = backend.uniform(shape, _compute_dtype(dtype), seed)
     return keras.ops.cast(backend.gumbel_from_uniform(draw), dtype)
+
+
+def logistic(shape: Shape, dtype: str = "float32", seed: SeedLike = None) -> TensorLike:
+    """Draws standard logistic noise `log(u) - log(1 - u)`, always finite.
+
+    The difference of two independent standard Gumbel draws, so
+    `logits + noise > 0` is an exact `Bernoulli(sigmoid(logits))` draw (the
+    binary Gumbel-Max trick). Takes `shape`, `dtype` and `seed` as `uniform`
+    does, and returns a tensor of that shape and dtype.
+
+    Example:
+
+    >>> import numpy as np
+    >>> import keras_gumbel as kg
+    >>> noise = np.asarray(kg.random.logistic((100_000,), seed=0))
+    >>> bool(abs(noise.mean()) < 0.02 and abs(noise.var() - np.pi**2 / 3) < 0.05)
+    True
+    """
+    compute_dtype = _compute_dtype(dtype)
+    uniforms = uniform(shape, compute_dtype, seed)
+    draw = keras.ops.log(uniforms) - keras.ops.log1p(-uniforms)
+    return keras.ops.cast(draw, dtype)

@@ -531,3 +531,13 @@ def test_validate_args_inside_a_compiled_function_gives_nan_rows():
     (y,) = compiled(off)
     y = testing.to_numpy(y)
     assert np.isfinite(y[0]) and np.isnan(y[1])
+
+
+def test_a_nan_coordinate_gives_a_nan_density():
+    sample = np.array([[np.nan, 0.5, 0.5], [0.2, 0.3, 0.5]], "float32")
+    for density in (
+        kg.ops.relaxed_one_hot_log_prob(sample, LOGITS3, 0.5),
+        kg.ops.exp_relaxed_one_hot_log_prob(np.log(sample), LOGITS3, 0.5),
+    ):
+        density = testing.to_numpy(density)
+        assert np.isnan(density[0]) and np.isfinite(density[1])
