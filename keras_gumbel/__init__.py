@@ -9,6 +9,7 @@ from keras_gumbel.callbacks import TemperatureAnnealing
 from keras_gumbel.layers import (
     AnnealableLayer,
     ConcreteSelect,
+    GumbelSigmoid,
     GumbelSoftmax,
     GumbelTopK,
 )
@@ -21,6 +22,7 @@ __all__ = [
     "ESTIMATORS",
     "AnnealableLayer",
     "ConcreteSelect",
+    "GumbelSigmoid",
     "GumbelSoftmax",
     "GumbelTopK",
     "TemperatureAnnealing",

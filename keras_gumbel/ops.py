@@ -28,6 +28,8 @@ __all__ = [
     "top_k_hot",
     "relaxed_top_k",
     "gumbel_sigmoid",
+    "tempered_sigmoid",
+    "bernoulli_mode",
     "relaxed_bernoulli_log_prob",
     "logit_relaxed_bernoulli_log_prob",
     "bernoulli_kl",
@@ -913,6 +915,59 @@ def gumbel_sigmoid(
         return resolved.binary(work_logits, work_temperature, seed=seed)
 
     return _elementwise(sample, logits, temperature, mask, resolved.min_temperature)
+
+
+def tempered_sigmoid(
+    logits: TensorLike,
+    temperature: float | TensorLike = 1.0,
+    *,
+    mask: TensorLike | None = None,
+) -> TensorLike:
+    """`sigmoid(logits / temperature)`: the noise-free `gumbel_sigmoid`.
+
+    What `keras_gumbel.GumbelSigmoid` returns in inference with
+    `inference="sigmoid"`; masked elements are exactly 0, and a temperature
+    tensor follows the same policy as in `gumbel_sigmoid`.
+
+    Args:
+        logits: Floating-point tensor of log-odds.
+        temperature: Positive float, or a tensor of them broadcastable to
+            `logits`.
+        mask: Optional boolean tensor broadcastable to `logits`.
+
+    Returns:
+        A tensor of the shape and dtype of `logits`, in `[0, 1]`.
+
+    Example:
+
+    >>> import numpy as np
+    >>> import keras_gumbel as kg
+    >>> np.asarray(kg.ops.tempered_sigmoid([0.0, 100.0], 0.5)).tolist()
+    [0.5, 1.0]
+    """
+    temperature = _checks.check_temperatures(temperature)
+    return _elementwise(_numerics.scaled_sigmoid, logits, temperature, mask)
+
+
+def bernoulli_mode(logits: TensorLike, *, mask: TensorLike | None = None) -> TensorLike:
+    """1 where `logits > 0`, else 0: the most likely value of each binary choice.
+
+    The binary counterpart of `argmax_one_hot`, and what
+    `keras_gumbel.GumbelSigmoid` returns in inference with `inference="argmax"`.
+    A log-odds of exactly 0 gives 0, masked elements 0, NaN gives NaN.
+
+    Example:
+
+    >>> import numpy as np
+    >>> import keras_gumbel as kg
+    >>> np.asarray(kg.ops.bernoulli_mode([-1.0, 0.0, 2.0])).tolist()
+    [0.0, 0.0, 1.0]
+    """
+
+    def mode(work_logits, _):
+        return ops.cast(work_logits > 0, work_logits.dtype)
+
+    return _elementwise(mode, logits, None, mask)
 
 
 def _binary_log_prob_inputs(values, logits, temperature, name):

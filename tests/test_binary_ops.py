@@ -381,3 +381,17 @@ def test_hard_concrete_limits_are_checked_by_name(limits):
             "limits",
             repr(limits),
         )
+
+
+def test_the_noise_free_forms_keep_the_policy():
+    logits = np.array([np.inf, -np.inf, np.nan, 0.0, 2.0], "float32")
+    mask = np.array([True, True, True, True, False])
+    mode = testing.to_numpy(kg.ops.bernoulli_mode(logits, mask=mask))
+    np.testing.assert_array_equal(mode[[0, 1, 3, 4]], [1.0, 0.0, 0.0, 0.0])
+    assert np.isnan(mode[2])
+    relaxed = testing.to_numpy(kg.ops.tempered_sigmoid(logits, 0.5, mask=mask))
+    np.testing.assert_array_equal(relaxed[[0, 1, 3, 4]], [1.0, 0.0, 0.5, 0.0])
+    assert np.isnan(relaxed[2])
+    # A temperature tensor of 0 is the step function.
+    step = kg.ops.tempered_sigmoid(logits[[0, 1, 3, 4]], keras.Variable(0.0))
+    np.testing.assert_array_equal(testing.to_numpy(step), [1.0, 0.0, 0.5, 1.0])

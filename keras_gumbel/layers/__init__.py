@@ -7,12 +7,14 @@ from keras_gumbel.layers._base import (
     model_layers,
 )
 from keras_gumbel.layers.concrete_select import ConcreteSelect
+from keras_gumbel.layers.gumbel_sigmoid import GumbelSigmoid
 from keras_gumbel.layers.gumbel_softmax import GumbelSoftmax
 from keras_gumbel.layers.gumbel_top_k import GumbelTopK
 
 __all__ = [
     "AnnealableLayer",
     "ConcreteSelect",
+    "GumbelSigmoid",
     "GumbelSoftmax",
     "GumbelTopK",
     "MinimumTemperature",
