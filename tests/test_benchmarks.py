@@ -61,3 +61,23 @@ def test_sampling_benchmark_prints_every_candidate_and_target():
             else "torch gumbel_softmax"
         )
         assert set(names) <= rows(output)
+
+
+def test_binary_benchmark_prints_every_estimator_against_two_categories():
+    script = SCRIPT.parent / "binary.py"
+    environment = dict(os.environ, KERAS_BACKEND=keras.backend.backend())
+    result = subprocess.run(
+        [sys.executable, str(script), "--quick"],
+        capture_output=True,
+        text=True,
+        env=environment,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-4000:]
+    import keras_gumbel as kg
+
+    lines = {line.split()[0]: line for line in result.stdout.splitlines() if line}
+    for estimator in kg.ESTIMATORS:
+        assert lines[estimator].rstrip().endswith(("ok", "MISSED"))
+    if keras.backend.backend() == "tensorflow":
+        assert "relaxed binary / tfp RelaxedBernoulli" in result.stdout
