@@ -92,7 +92,7 @@ def finite_temperature(temperature: TensorLike) -> TensorLike:
     which would be subnormal and flush to 0, and `-inf * 0` is NaN.
     """
     smallest = tiny(temperature.dtype)
-    return ops.clip(temperature, smallest, 1.0 / smallest)
+    return clamp(temperature, smallest, 1.0 / smallest)
 
 
 def masked_scores(logits, noise, mask):

@@ -20,6 +20,7 @@ import dataclasses
 import inspect
 import numbers
 from collections.abc import Callable
+from typing import Any, NoReturn
 
 import keras
 import numpy as np
@@ -49,7 +50,7 @@ __all__ = [
 ]
 
 
-def _no_binary_form(*args, **kwargs):
+def _no_binary_form(*args: Any, **kwargs: Any) -> NoReturn:
     raise NotImplementedError(
         "This estimator has no binary form: register one with "
         "`keras_gumbel.estimators.register_binary(name)`."

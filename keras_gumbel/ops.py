@@ -182,7 +182,9 @@ def gumbel_softmax(
     )
 
 
-def _on_category_axis(function, logits, temperature, axis, mask, minimum=None):
+def _on_category_axis(
+    function, logits, temperature, axis, mask, minimum=None, shift=True
+):
     """Runs `function(logits, temperature)` in the working dtype, axis last.
 
     Validates `logits` and `axis`, casts to float32 (float64 stays), moves the
@@ -213,7 +215,20 @@ def _on_category_axis(function, logits, temperature, axis, mask, minimum=None):
     work_logits = _to_last(ops.cast(logits, work_dtype), axis, rank)
     if mask is not None:
         mask = _to_last(mask, axis, rank)
-    work_logits, invalid = _numerics.shift_logits(work_logits, mask)
+    # +inf logits win even at a temperature of +inf: certainty is kept.
+    if temperature is not None and not isinstance(temperature, float):
+        decided = ops.any(
+            _numerics.masked_scores(work_logits, None, mask) == float("inf"),
+            axis=-1,
+            keepdims=True,
+        )
+    if shift:
+        work_logits, invalid = _numerics.shift_logits(work_logits, mask)
+    else:
+        # The modes need only the order of the logits, which a shift could
+        # round away ([1e9, 0, 10]).
+        work_logits = _numerics.masked_scores(work_logits, None, mask)
+        invalid = ops.any(ops.isnan(work_logits), axis=-1, keepdims=True)
     work_temperature = None
     if temperature is not None:
         batch_shape = tuple(logits.shape[:axis]) + tuple(logits.shape[axis + 1 :])
@@ -227,6 +242,15 @@ def _on_category_axis(function, logits, temperature, axis, mask, minimum=None):
         if not isinstance(temperature, float):
             valid = work_temperature >= (minimum or 0.0)
             invalid = invalid | ~valid
+            # The limit at +inf is the uniform distribution over the allowed
+            # categories, whatever their logits: at 1 / tiny it would not be
+            # for logits beyond 1e37.
+            uniform = (work_temperature == float("inf")) & ~decided
+            work_logits = ops.where(
+                uniform & _numerics.allowed(work_logits),
+                ops.zeros_like(work_logits),
+                work_logits,
+            )
             work_temperature = _numerics.finite_temperature(
                 ops.where(valid, work_temperature, ops.ones_like(work_temperature))
             )
@@ -295,7 +319,7 @@ def argmax_one_hot(
     def mode(work_logits, _):
         return _numerics.one_hot_max(work_logits)
 
-    return _on_category_axis(mode, logits, None, axis, mask)
+    return _on_category_axis(mode, logits, None, axis, mask, shift=False)
 
 
 def tempered_softmax(
@@ -371,6 +395,13 @@ def _log_prob_inputs(values, logits, temperature, axis, name):
         tuple(logits.shape),
     )
     return values, logits, temperature, axis, n
+
+
+def _smallest_normal_of(sample):
+    # The sample's own dtype: a float32 coordinate below float32's smallest
+    # normal number is an underflow there, also when the density is computed
+    # in float64 (where the cast may have flushed it to 0 already).
+    return _numerics.tiny(_checks.float_tensor(sample, "sample").dtype)
 
 
 def _broadcast_shape(first, second):
@@ -458,13 +489,11 @@ def relaxed_one_hot_log_prob(
     True
     """
     _checks.check_bool(validate_args, "validate_args")
+    smallest = _smallest_normal_of(sample)
     sample, logits, temperature, axis, n = _log_prob_inputs(
         sample, logits, temperature, axis, "sample"
     )
-    # `where`, not `ops.maximum`, which returns float32 for float64 tensors on
-    # the torch backend (Keras 3.15).
-    smallest = _numerics.tiny(sample.dtype)
-    log_sample = ops.log(ops.where(sample > smallest, sample, smallest))
+    log_sample = ops.log(_numerics.clamp(sample, smallest, float("inf")))
     # Change of variables y = exp(x): the Jacobian contributes -sum_k log y_k.
     density = _exp_concrete_log_density(
         log_sample, logits, temperature, axis, n
@@ -739,7 +768,7 @@ def top_k_hot(
         scores = work_logits
         return _numerics.top_k_hot(scores, k)
 
-    return _on_category_axis(mode, logits, None, axis, mask)
+    return _on_category_axis(mode, logits, None, axis, mask, shift=False)
 
 
 def relaxed_top_k(
@@ -1070,17 +1099,17 @@ def relaxed_bernoulli_log_prob(
     0.0
     """
     _checks.check_bool(validate_args, "validate_args")
+    smallest = _smallest_normal_of(sample)
     sample, logits, temperature, valid = _binary_log_prob_inputs(
         sample, logits, temperature, "sample"
     )
-    smallest = _numerics.tiny(sample.dtype)
-    log_sample = ops.log(ops.where(sample > smallest, sample, smallest))
+    log_sample = ops.log(_numerics.clamp(sample, smallest, float("inf")))
     # 1 - y is exact for y >= 1/2; below, log1p keeps the bits of a small y.
     complement = 1.0 - sample
     log_complement = ops.where(
         sample < 0.5,
         ops.log1p(-ops.where(sample < 0.5, sample, ops.zeros_like(sample))),
-        ops.log(ops.where(complement > smallest, complement, smallest)),
+        ops.log(_numerics.clamp(complement, smallest, float("inf"))),
     )
     density = _logistic_log_density(
         log_sample - log_complement, logits, temperature, valid

@@ -70,18 +70,29 @@ UNSHIFTED_BOUND = 64.0
 def shift_rows(scores):
     """Scores shifted so each row's maximum is 0, and the rows holding a NaN.
 
-    `+inf` scores are read as the largest finite number, so after the shift
-    they are 0 and every finite score of their row is about `-3.4e38` (float32):
-    the limit, in which the `+inf` categories share the row. The shift is
-    constant for the gradient. A NaN row's values are left to the caller.
+    In a row with `+inf` scores those are 0 and every finite score is the
+    most negative finite number: the limit, in which the `+inf` categories
+    share the row and the finite ones have probability 0 but stay allowed
+    (a finite score equal to the largest finite number does not tie with
+    `+inf`). A difference from the row maximum beyond the dtype's range is
+    that most negative number too, not `-inf`, which would mark it
+    impossible. The shift is constant for the gradient; the finite scores
+    of a `+inf` row get none. A NaN row's values are left to the caller.
     """
     nan_rows = ops.any(ops.isnan(scores), axis=-1, keepdims=True)
-    largest = float(np.finfo(keras.backend.standardize_dtype(scores.dtype)).max)
-    # `where`, not `ops.minimum`, which returns float32 for float64 tensors on
+    lowest = -float(np.finfo(keras.backend.standardize_dtype(scores.dtype)).max)
+    lowest = ops.convert_to_tensor(lowest, dtype=scores.dtype)
+    infinite = scores == float("inf")
+    infinite_rows = ops.any(infinite, axis=-1, keepdims=True)
+    finite = ops.where(infinite, ops.zeros_like(scores), scores)
+    shifted = _minus_row_max(finite)
+    # `where`, not `ops.maximum`, which returns float32 for float64 tensors on
     # the torch backend (Keras 3.15) and splits the gradient of ties on JAX.
-    largest = ops.convert_to_tensor(largest, dtype=scores.dtype)
-    clamped = ops.where(scores > largest, largest, scores)
-    return _minus_row_max(clamped), nan_rows
+    overflowed = (shifted == float("-inf")) & (scores > float("-inf"))
+    shifted = ops.where(overflowed, lowest, shifted)
+    limit = ops.where(infinite, ops.zeros_like(scores), lowest)
+    limit = ops.where(scores == float("-inf"), scores, limit)
+    return ops.where(infinite_rows, limit, shifted), nan_rows
 
 
 def _minus_row_max(scores):

@@ -127,6 +127,8 @@ class AnnealableLayer(keras.layers.Layer):
         training: bool | None = None,
         mask: TensorLike | None = None,
     ) -> TensorLike:
+        if not self.autocast_inputs:
+            inputs = _widened(inputs, self.compute_dtype)
         outputs = self._outputs(inputs, training, mask)
         if self.autocast_inputs:
             return outputs
@@ -236,6 +238,18 @@ class AnnealableLayer(keras.layers.Layer):
         if self.inference_modes:
             config["inference"] = self.inference
         return config
+
+
+def _widened(inputs, compute_dtype):
+    """Float inputs narrower than the compute dtype, cast up to it.
+
+    The ops return the dtype of their logits, so float16 logits under a
+    float32 policy would round the float32 result through float16.
+    """
+    dtype = keras.backend.standardize_dtype(inputs.dtype)
+    if dtype in ("float16", "bfloat16") and compute_dtype in ("float32", "float64"):
+        return keras.ops.cast(inputs, compute_dtype)
+    return inputs
 
 
 @dataclasses.dataclass(frozen=True)
