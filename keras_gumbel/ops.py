@@ -8,6 +8,7 @@ noise on every call), an int (the same noise on every call) or a
 """
 
 import math
+import numbers
 
 import keras
 import numpy as np
@@ -1175,20 +1176,18 @@ def bernoulli_kl(
 
 
 def _check_limits(limits):
-    if (
-        not isinstance(limits, (tuple, list))
-        or len(limits) != 2
-        or not all(
-            isinstance(v, (int, float)) and not isinstance(v, bool) for v in limits
-        )
-        or not (limits[0] < 0 and limits[1] > 1)
+    expected = "a pair (gamma, zeta) of finite floats with gamma < 0 and zeta > 1"
+    if not isinstance(limits, (tuple, list)) or len(limits) != 2:
+        raise TypeError(_checks.invalid("limits", expected, limits))
+    if not all(
+        isinstance(value, numbers.Real) and not isinstance(value, bool)
+        for value in limits
     ):
-        raise ValueError(
-            _checks.invalid(
-                "limits", "a pair (gamma, zeta) with gamma < 0 and zeta > 1", limits
-            )
-        )
-    return float(limits[0]), float(limits[1])
+        raise TypeError(_checks.invalid("limits", expected, limits))
+    gamma, zeta = (float(value) for value in limits)
+    if not (math.isfinite(gamma) and math.isfinite(zeta) and gamma < 0 and zeta > 1):
+        raise ValueError(_checks.invalid("limits", expected, limits))
+    return gamma, zeta
 
 
 def hard_concrete(

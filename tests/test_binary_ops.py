@@ -371,16 +371,28 @@ def test_hard_concrete_gradients_are_zero_where_clamped():
 
 
 @pytest.mark.parametrize(
-    "limits", [(0.1, 1.1), (-0.1, 0.9), (-0.1,), "wide", (True, 2)]
+    "limits, error",
+    [
+        ((0.1, 1.1), ValueError),
+        ((-0.1, 0.9), ValueError),
+        ((-0.1, float("inf")), ValueError),
+        ((float("-inf"), 1.1), ValueError),
+        ((-0.1,), TypeError),
+        ("wide", TypeError),
+        ((True, 2), TypeError),
+    ],
+    ids=str,
 )
-def test_hard_concrete_limits_are_checked_by_name(limits):
+def test_hard_concrete_limits_are_checked_by_name(limits, error):
     for function in (kg.ops.hard_concrete, kg.ops.hard_concrete_l0):
         testing.assert_error(
-            ValueError,
+            error,
             lambda f=function: f(np.zeros(3, "float32"), limits=limits),
             "limits",
             repr(limits),
         )
+    # NumPy scalars are numbers too.
+    kg.ops.hard_concrete_l0(0.0, limits=(np.float32(-0.1), np.float64(1.1)))
 
 
 def test_the_noise_free_forms_keep_the_policy():
