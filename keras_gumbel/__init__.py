@@ -12,6 +12,7 @@ from keras_gumbel.layers import (
     GumbelSigmoid,
     GumbelSoftmax,
     GumbelTopK,
+    HardConcreteGate,
 )
 
 __version__ = "0.1.0"
@@ -25,6 +26,7 @@ __all__ = [
     "GumbelSigmoid",
     "GumbelSoftmax",
     "GumbelTopK",
+    "HardConcreteGate",
     "TemperatureAnnealing",
     "callbacks",
     "estimators",

@@ -1,4 +1,4 @@
-"""Callbacks that drive the temperature of annealable layers during `fit`."""
+"""Callbacks for `fit`: temperature annealing and logging the open gates."""
 
 import logging
 import math
@@ -10,9 +10,10 @@ import keras
 import numpy as np
 
 from keras_gumbel import _checks
-from keras_gumbel.layers import AnnealableLayer, model_layers
+from keras_gumbel.layers import AnnealableLayer, HardConcreteGate, model_layers
 
 __all__ = [
+    "OpenGatesLogger",
     "TemperatureAnnealing",
 ]
 
@@ -333,3 +334,72 @@ class TemperatureAnnealing(keras.callbacks.Callback):
         config = dict(config)
         config["schedule"] = keras.saving.deserialize_keras_object(config["schedule"])
         return cls(**config)
+
+
+@keras.saving.register_keras_serializable(package="keras_gumbel")
+class OpenGatesLogger(keras.callbacks.Callback):
+    """Writes the open gates of every `HardConcreteGate` into the epoch logs.
+
+    At the end of every epoch, for each `keras_gumbel.HardConcreteGate` of the
+    model (nested models included), it writes two values into `logs`:
+    `"<layer name>/expected_open_gates"`, the expected number of open training
+    gates (`layer.expected_l0()`, the quantity the L0 penalty weighs), and
+    `"<layer name>/open_gates"`, the number of gates that are not 0 in
+    inference (`layer.open_gates().sum()`, the units a pruned network keeps).
+    They appear in `History.history`, in the progress bar and, when this
+    callback comes before it in the `callbacks` list, in
+    `keras.callbacks.TensorBoard`.
+
+    A callback rather than a metric of the layer: on the JAX backend, Keras's
+    `fit` (3.15) does not carry the state of a metric that a layer updates in
+    `call` through its stateless train step (keras-team/keras#21639), so a
+    layer metric breaks `fit` there. At the end of an epoch the layers hold
+    their trained values on every backend, and reading them costs nothing.
+
+    Example:
+
+    >>> import numpy as np
+    >>> import keras
+    >>> import keras_gumbel
+    >>> inputs = keras.Input((3,))
+    >>> gated = keras_gumbel.HardConcreteGate(l0_weight=0.1, seed=0, name="gate")
+    >>> model = keras.Model(inputs, keras.layers.Dense(1)(gated(inputs)))
+    >>> model.compile(optimizer="adam", loss="mse")
+    >>> history = model.fit(
+    ...     np.ones((8, 3)), np.ones((8, 1)), epochs=2, verbose=0,
+    ...     callbacks=[keras_gumbel.callbacks.OpenGatesLogger()],
+    ... )
+    >>> history.history["gate/open_gates"]
+    [3, 3]
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gates: list[HardConcreteGate] = []
+
+    def on_train_begin(self, logs: dict | None = None) -> None:
+        layers = [self.model, *model_layers(self.model)]
+        self.gates = list(
+            {
+                id(layer): layer
+                for layer in layers
+                if isinstance(layer, HardConcreteGate)
+            }.values()
+        )
+        if not self.gates:
+            raise ValueError(
+                f"OpenGatesLogger found no `keras_gumbel.HardConcreteGate` in "
+                f"model {self.model.name!r}; the model's layers are "
+                f"{[layer.name for layer in layers[1:]]}."
+            )
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        if logs is None:
+            return
+        for layer in self.gates:
+            expected = keras.ops.convert_to_numpy(layer.expected_l0())
+            logs[f"{layer.name}/expected_open_gates"] = float(expected)
+            logs[f"{layer.name}/open_gates"] = int(np.sum(layer.open_gates()))
+
+    def get_config(self) -> dict:
+        return {}

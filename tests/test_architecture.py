@@ -37,6 +37,7 @@ FLOORS = {
     "keras_gumbel.layers.gumbel_sigmoid": 8,
     "keras_gumbel.layers.gumbel_softmax": 8,
     "keras_gumbel.layers.gumbel_top_k": 8,
+    "keras_gumbel.layers.hard_concrete_gate": 8,
     "keras_gumbel.layers": 9,
     "keras_gumbel.callbacks": 10,
     "keras_gumbel.export": 10,

@@ -119,6 +119,7 @@ def run_layer_test(
     expected_output_shape=None,
     supports_masking=False,
     mask=None,
+    mask_passes_through=False,
     tmp_path=None,
 ):
     """Checks what every layer of the package promises, on the current backend.
@@ -132,7 +133,10 @@ def run_layer_test(
     one `fit` step gives a finite loss and trains every trainable weight; the
     layer runs under "mixed_float16" and "mixed_bfloat16"; and, when
     `supports_masking`, categories where `mask` (default: a random mask of the
-    input's shape) is False come out exactly 0.
+    input's shape) is False come out exactly 0. A layer that, like `Dropout`,
+    leaves masked entries to the layers after it says `mask_passes_through`:
+    then its outputs do not depend on `mask` (default: a random mask of the
+    input's shape without the last axis) and `compute_mask` returns it as is.
     """
     x = np.asarray(input_data, dtype="float32")
     expected_output_shape = tuple(expected_output_shape or x.shape)
@@ -151,7 +155,9 @@ def run_layer_test(
     for policy in ("mixed_float16", "mixed_bfloat16"):
         _check_mixed_precision(make_layer, x, policy)
     assert make_layer().supports_masking == supports_masking
-    if supports_masking:
+    if supports_masking and mask_passes_through:
+        _check_mask_passes_through(make_layer(), x, mask)
+    elif supports_masking:
         _check_masking(make_layer(), x, mask)
 
 
@@ -241,6 +247,21 @@ def _check_masking(layer, x, mask):
         assert np.all(y[~mask] == 0.0)
 
 
+def _check_mask_passes_through(layer, x, mask):
+    if mask is None:
+        mask = np.random.default_rng(0).random(x.shape[:-1]) < 0.6
+    layer(x)  # builds it
+    for training in (True, False):
+        # The same generator state for both calls, so a training call draws
+        # the same noise with and without the mask (a copy: on PyTorch the
+        # NumPy view shares memory).
+        state = to_numpy(layer.seed_generator.state).copy()
+        masked = to_numpy(layer(x, training=training, mask=mask))
+        layer.seed_generator.state.assign(state)
+        np.testing.assert_array_equal(masked, to_numpy(layer(x, training=training)))
+    np.testing.assert_array_equal(to_numpy(layer.compute_mask(x, mask)), mask)
+
+
 def gradient(function, x):
     """Gradient of `sum(function(x))`-style scalar `function` w.r.t. `x`, on any
     backend. `function` maps a tensor to a scalar tensor."""
@@ -303,8 +324,12 @@ def variable_gradient(function, variable):
 
         def stateless(value):
             # JAX differentiates functions of arrays: the variable reads
-            # `value` inside the scope instead of its own state.
-            with keras.StatelessScope(state_mapping=[(variable, value)]):
+            # `value` inside the scope instead of its own state. The scope
+            # collects `add_loss` losses, as `fit`'s does, so `function` may
+            # return a layer's `losses`.
+            with keras.StatelessScope(
+                state_mapping=[(variable, value)], collect_losses=True
+            ):
                 return function()
 
         return np.asarray(jax.grad(stateless)(variable.value))

@@ -10,6 +10,7 @@ from keras_gumbel.layers.concrete_select import ConcreteSelect
 from keras_gumbel.layers.gumbel_sigmoid import GumbelSigmoid
 from keras_gumbel.layers.gumbel_softmax import GumbelSoftmax
 from keras_gumbel.layers.gumbel_top_k import GumbelTopK
+from keras_gumbel.layers.hard_concrete_gate import HardConcreteGate
 
 __all__ = [
     "AnnealableLayer",
@@ -17,6 +18,7 @@ __all__ = [
     "GumbelSigmoid",
     "GumbelSoftmax",
     "GumbelTopK",
+    "HardConcreteGate",
     "MinimumTemperature",
     "annealable_layers",
     "model_layers",
