@@ -1,13 +1,21 @@
-"""Categorical VAE with Gumbel-Softmax latents (Jang et al. 2017).
+"""Discrete VAE with Gumbel-Softmax latents (Jang et al. 2017).
 
-A variational autoencoder on binarized digits whose latent code is 30 categorical
-variables with 10 classes each. The encoder (784-512-256-300) outputs the logits of
-the posterior `q(z | x)`, `keras_gumbel.GumbelSoftmax` draws the code (relaxed for
-`--estimator gumbel_softmax`, an exact one-hot sample with a surrogate gradient for
-the hard estimators), and the decoder (256-512-784) outputs Bernoulli pixel logits.
-The loss is the negative ELBO: the Bernoulli reconstruction error plus the analytic
-KL divergence to the uniform prior, `keras_gumbel.ops.categorical_kl_uniform`. The
-temperature is annealed with `keras_gumbel.TemperatureAnnealing` and
+A variational autoencoder on binarized digits whose latent code is discrete, in one
+of the two families of Table 1 of the paper (`--latent`):
+
+- `categorical` (default): 30 categorical variables with 10 classes each, drawn by
+  `keras_gumbel.GumbelSoftmax`, with the analytic KL divergence to the uniform prior,
+  `keras_gumbel.ops.categorical_kl_uniform`;
+- `bernoulli`: 200 Bernoulli variables, drawn by `keras_gumbel.GumbelSigmoid`, with
+  the analytic KL divergence to the `Bernoulli(1/2)` prior,
+  `keras_gumbel.ops.bernoulli_kl`.
+
+The encoder (784-512-256-logits) outputs the logits of the posterior `q(z | x)`,
+the sampler draws the code (relaxed for `--estimator gumbel_softmax`, an exact
+sample with a surrogate gradient for the hard estimators), and the decoder
+(256-512-784) outputs Bernoulli pixel logits. The loss is the negative ELBO: the
+Bernoulli reconstruction error plus the analytic KL divergence. The temperature is
+annealed with `keras_gumbel.TemperatureAnnealing` and
 `keras_gumbel.schedules.ExponentialDecay`, `tau = max(floor, exp(-r t))` as in the
 paper, with `r` chosen so that the floor is reached after 80% of training.
 
@@ -15,11 +23,11 @@ Held-out metrics, computed as the paper does with hard (discrete) samples:
 
 - the negative ELBO, `E_q[-log p(x | z)] + KL(q(z | x) || p(z))`, in nats;
 - the importance-weighted bound of Burda et al. (2016) with K samples from the
-  categorical posterior, `-log (1/K) sum_k p(x | z_k) p(z_k) / q(z_k | x)`, a
-  tighter upper bound on `-log p(x)`.
+  posterior, `-log (1/K) sum_k p(x | z_k) p(z_k) / q(z_k | x)`, a tighter upper
+  bound on `-log p(x)`.
 
 Run `python examples/discrete_vae.py --help` for the flags. `--compare` trains every
-estimator with three seeds and writes a results table.
+estimator with three seeds and writes a results table, one per `--latent` family.
 """
 
 import argparse
@@ -46,8 +54,23 @@ DATASETS = ("mnist5k", "digits", "mnist")
 # different `--seed` values (and different estimators) see the same data.
 DATA_SEED = 1234
 COMPARE_SEEDS = (0, 1, 2)
-RESULTS_START = "<!-- discrete_vae --compare: start -->"
-RESULTS_END = "<!-- discrete_vae --compare: end -->"
+LATENTS = ("categorical", "bernoulli")
+# 200 Bernoulli variables as in Jang et al. (section 4.2); 30 x 10 categorical as
+# in the authors' notebook `Categorical VAE.ipynb` (section 4.2 says 20 x 10).
+DEFAULT_LATENTS = {"categorical": 30, "bernoulli": 200}
+DEFAULT_CLASSES = 10
+
+
+def results_markers(latent):
+    """The markers between which `--compare` writes the table of `latent`."""
+    flags = "--compare" if latent == "categorical" else f"--compare --latent {latent}"
+    return (
+        f"<!-- discrete_vae {flags}: start -->",
+        f"<!-- discrete_vae {flags}: end -->",
+    )
+
+
+RESULTS_START, RESULTS_END = results_markers("categorical")
 
 
 def load_data(name, test_size=1000):
@@ -78,27 +101,131 @@ def load_data(name, test_size=1000):
     return binary[:-test_size], binary[-test_size:]
 
 
-class CategoricalVAE(keras.Model):
-    """Encoder -> Gumbel-Softmax code -> decoder; the loss is the negative ELBO."""
+def log_softmax(logits):
+    shifted = logits - logits.max(axis=-1, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
 
-    def __init__(self, pixels, latents, classes, sampler, **kwargs):
-        super().__init__(**kwargs)
+
+def log_sigmoid(logits):
+    return -np.logaddexp(0.0, -logits)
+
+
+class Categorical:
+    """`latents` categorical variables of `classes` classes, uniform prior.
+
+    The NumPy methods take the posterior as log-probabilities of shape
+    `[..., latents, classes]` and codes as one-hot arrays of that shape.
+    """
+
+    prior_name = "uniform"
+
+    def __init__(self, latents, classes):
         self.latents = latents
         self.classes = classes
+        self.code_shape = (latents, classes)
+        self.description = f"{latents}x{classes} categorical"
+        self.log_prior = -latents * math.log(classes)
+
+    def encoder_head(self):
+        return [
+            keras.layers.Dense(self.latents * self.classes),
+            keras.layers.Reshape(self.code_shape),
+        ]
+
+    def sampler(self, **kwargs):
+        return kg.GumbelSoftmax(name="gumbel_softmax", **kwargs)
+
+    def kl(self, logits):
+        """`KL(q(z | x) || p(z))` per image, with Keras ops (the training loss)."""
+        return ops.sum(kg.ops.categorical_kl_uniform(logits), axis=-1)
+
+    def posterior(self, logits):
+        return log_softmax(logits)
+
+    def sample(self, log_probs, rng, samples):
+        """`samples` hard codes per row by Gumbel-Max: `[samples, n, L, C]`."""
+        shape = (samples,) + log_probs.shape
+        uniforms = rng.uniform(np.finfo("float32").tiny, 1.0, shape)
+        index = np.argmax(log_probs - np.log(-np.log(uniforms)), axis=-1)
+        return np.eye(self.classes, dtype="float32")[index]
+
+    def log_q(self, codes, log_probs):
+        return np.sum(codes * log_probs, axis=(-1, -2))
+
+    def prior_sample(self, rng, count):
+        index = rng.integers(0, self.classes, size=(count, self.latents))
+        return np.eye(self.classes, dtype="float32")[index]
+
+
+class Bernoulli:
+    """`latents` Bernoulli variables, prior `Bernoulli(1/2)` for each.
+
+    The NumPy methods take the posterior as the log-probabilities of `z = 1`
+    and `z = 0`, shape `[..., latents, 2]`, and codes as 0/1 arrays of shape
+    `[..., latents]`.
+    """
+
+    prior_name = "Bernoulli(1/2)"
+
+    def __init__(self, latents):
+        self.latents = latents
+        self.code_shape = (latents,)
+        self.description = f"{latents} Bernoulli"
+        self.log_prior = -latents * math.log(2.0)
+
+    def encoder_head(self):
+        return [keras.layers.Dense(self.latents)]
+
+    def sampler(self, **kwargs):
+        return kg.GumbelSigmoid(name="gumbel_sigmoid", **kwargs)
+
+    def kl(self, logits):
+        """`KL(q(z | x) || p(z))` per image, with Keras ops (the training loss)."""
+        return ops.sum(kg.ops.bernoulli_kl(logits), axis=-1)
+
+    def posterior(self, logits):
+        # log sigmoid(-l) = log(1 - sigmoid(l)), without cancellation for l >> 0.
+        return np.stack([log_sigmoid(logits), log_sigmoid(-logits)], axis=-1)
+
+    def sample(self, log_probs, rng, samples):
+        """`samples` hard codes per row, `z = [u < q(z = 1)]`: `[samples, n, L]`."""
+        uniforms = rng.uniform(size=(samples,) + log_probs.shape[:-1])
+        return (uniforms < np.exp(log_probs[..., 0])).astype("float32")
+
+    def log_q(self, codes, log_probs):
+        terms = codes * log_probs[..., 0] + (1.0 - codes) * log_probs[..., 1]
+        return np.sum(terms, axis=-1)
+
+    def prior_sample(self, rng, count):
+        return rng.integers(0, 2, size=(count, self.latents)).astype("float32")
+
+
+def latent_family(args):
+    """The `--latent` family, sized by `--latents` (and `--classes`)."""
+    if args.latent == "bernoulli":
+        return Bernoulli(args.latents)
+    return Categorical(args.latents, args.classes)
+
+
+class DiscreteVAE(keras.Model):
+    """Encoder -> discrete code from `sampler` -> decoder; loss: negative ELBO."""
+
+    def __init__(self, pixels, family, sampler, **kwargs):
+        super().__init__(**kwargs)
+        self.family = family
         self.encoder = keras.Sequential(
             [
                 keras.Input((pixels,)),
                 keras.layers.Dense(512, activation="relu"),
                 keras.layers.Dense(256, activation="relu"),
-                keras.layers.Dense(latents * classes),
-                keras.layers.Reshape((latents, classes)),
+                *family.encoder_head(),
             ],
             name="encoder",
         )
         self.sampler = sampler
         self.decoder = keras.Sequential(
             [
-                keras.Input((latents, classes)),
+                keras.Input(family.code_shape),
                 keras.layers.Flatten(),
                 keras.layers.Dense(256, activation="relu"),
                 keras.layers.Dense(512, activation="relu"),
@@ -116,8 +243,16 @@ class CategoricalVAE(keras.Model):
         pixel_logits = y_pred["pixel_logits"]
         # Bernoulli negative log-likelihood from logits: softplus(l) - x l.
         reconstruction = ops.sum(ops.softplus(pixel_logits) - x * pixel_logits, axis=-1)
-        kl = ops.sum(kg.ops.categorical_kl_uniform(y_pred["logits"]), axis=-1)
-        return ops.mean(reconstruction + kl)
+        return ops.mean(reconstruction + self.family.kl(y_pred["logits"]))
+
+
+def analytic_kl(family, posterior):
+    """`KL(q(z | x) || p(z))` per row, in NumPy, from `family.posterior(logits)`.
+
+    Both families hold log-probabilities on the last axis of the posterior and
+    have a uniform prior, so the KL is the negative entropy minus `log p(z)`.
+    """
+    return np.sum(np.exp(posterior) * posterior, axis=(-1, -2)) - family.log_prior
 
 
 def bernoulli_log_likelihood(pixel_logits, x):
@@ -125,34 +260,22 @@ def bernoulli_log_likelihood(pixel_logits, x):
     return -np.sum(np.logaddexp(0.0, pixel_logits) - x * pixel_logits, axis=-1)
 
 
-def log_softmax(logits):
-    shifted = logits - logits.max(axis=-1, keepdims=True)
-    return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
+def held_out_bounds(
+    family, logits, x, decode, *, samples=1, importance_samples=100, seed=0, batch=100
+):
+    """Negative ELBO and importance-weighted bound from posterior `logits`.
 
-
-def sample_codes(log_probs, rng, samples):
-    """`samples` hard one-hot codes per row by Gumbel-Max: [samples, n, L, C]."""
-    uniforms = rng.uniform(np.finfo("float32").tiny, 1.0, (samples,) + log_probs.shape)
-    index = np.argmax(log_probs - np.log(-np.log(uniforms)), axis=-1)
-    return np.eye(log_probs.shape[-1], dtype="float32")[index]
-
-
-def evaluate(model, x, *, samples=1, importance_samples=100, seed=0, batch=100):
-    """Held-out negative ELBO and importance-weighted bound, in nats per image.
-
-    Both use hard codes drawn from the categorical posterior, as Jang et al.
+    `decode` maps a batch of hard codes to pixel logits. Both bounds use hard
+    codes drawn from the posterior `family.posterior(logits)`, as Jang et al.
     evaluate. The negative ELBO averages `samples` codes per image; the
     importance-weighted bound uses `importance_samples` codes per image
-    (0 skips it).
+    (0 skips it). In nats per image.
     """
     rng = np.random.default_rng(seed)
-    log_probs = log_softmax(model.encoder.predict(x, batch_size=500, verbose=0))
-    kl = np.sum(np.exp(log_probs) * log_probs, axis=(-1, -2)) + model.latents * (
-        math.log(model.classes)
-    )
-    decode = model.decoder.predict_on_batch
+    posterior = family.posterior(logits)
+    kl = analytic_kl(family, posterior)
 
-    codes = sample_codes(log_probs, rng, samples)
+    codes = family.sample(posterior, rng, samples)
     likelihood = np.stack(
         [bernoulli_log_likelihood(np.asarray(decode(code)), x) for code in codes]
     )
@@ -160,22 +283,35 @@ def evaluate(model, x, *, samples=1, importance_samples=100, seed=0, batch=100):
     if not importance_samples:
         return negative_elbo, None
 
-    log_prior = -model.latents * math.log(model.classes)
     bounds = []
     for start in range(0, len(x), batch):
         rows = slice(start, start + batch)
-        codes = sample_codes(log_probs[rows], rng, importance_samples)
+        codes = family.sample(posterior[rows], rng, importance_samples)
         flat = codes.reshape((-1,) + codes.shape[2:])
         pixel_logits = np.asarray(decode(flat)).reshape(codes.shape[:2] + (-1,))
         log_weights = (
             bernoulli_log_likelihood(pixel_logits, x[rows][None])
-            + log_prior
-            - np.sum(codes * log_probs[rows][None], axis=(-1, -2))
+            + family.log_prior
+            - family.log_q(codes, posterior[rows][None])
         )
         top = log_weights.max(axis=0)
         log_mean = top + np.log(np.mean(np.exp(log_weights - top), axis=0))
         bounds.append(-log_mean)
     return negative_elbo, float(np.mean(np.concatenate(bounds)))
+
+
+def evaluate(model, x, *, samples=1, importance_samples=100, seed=0, batch=100):
+    """`held_out_bounds` of `model` on the images `x`."""
+    return held_out_bounds(
+        model.family,
+        model.encoder.predict(x, batch_size=500, verbose=0),
+        x,
+        model.decoder.predict_on_batch,
+        samples=samples,
+        importance_samples=importance_samples,
+        seed=seed,
+        batch=batch,
+    )
 
 
 class HeldOutELBO(keras.callbacks.Callback):
@@ -225,14 +361,11 @@ def train(args, data, seed, verbose):
     schedule = temperature_schedule(
         args, args.epochs * math.ceil(len(x_train) / args.batch_size)
     )
-    sampler = kg.GumbelSoftmax(
-        temperature=float(schedule(0)),
-        hard=hard,
-        estimator=args.estimator,
-        seed=seed,
-        name="gumbel_softmax",
+    family = latent_family(args)
+    sampler = family.sampler(
+        temperature=float(schedule(0)), hard=hard, estimator=args.estimator, seed=seed
     )
-    model = CategoricalVAE(x_train.shape[1], args.latents, args.classes, sampler)
+    model = DiscreteVAE(x_train.shape[1], family, sampler)
     model.compile(optimizer=keras.optimizers.Adam(args.learning_rate))
     held_out = HeldOutELBO(x_test, seed)
     start = time.perf_counter()
@@ -281,15 +414,16 @@ def save_pictures(model, history, held_out, x_test, out, seed):
     figure.savefig(out / "reconstructions.png", dpi=100)
     plt.close(figure)
 
-    rng = np.random.default_rng(seed)
-    prior = rng.integers(0, model.classes, size=(100, model.latents))
-    codes = np.eye(model.classes, dtype="float32")[prior]
+    codes = model.family.prior_sample(np.random.default_rng(seed), 100)
     means = keras.ops.convert_to_numpy(ops.sigmoid(model.decoder(codes)))
     grid = means.reshape(10, 10, side, side).transpose(0, 2, 1, 3)
     figure = plt.figure(figsize=(5, 5))
     plt.imshow(grid.reshape(10 * side, 10 * side), cmap="gray")
     plt.axis("off")
-    plt.title("decoded codes drawn from the uniform prior (pixel means)", fontsize=9)
+    plt.title(
+        f"decoded codes drawn from the {model.family.prior_name} prior (pixel means)",
+        fontsize=9,
+    )
     figure.tight_layout()
     figure.savefig(out / "samples.png", dpi=100)
     plt.close(figure)
@@ -365,23 +499,29 @@ def compare(args, data):
     table = [
         f"Command: `{command.strip()}` (seeds {', '.join(map(str, COMPARE_SEEDS))}; "
         f"{args.epochs} epochs, dataset `{args.dataset}`, "
-        f"{args.latents}x{args.classes} latents; mean ± standard deviation over "
-        "the seeds; held-out data, hard codes).",
+        f"{latent_family(args).description} latents; mean ± standard deviation "
+        "over the seeds; held-out data, hard codes).",
         "",
         "| " + " | ".join(headers) + " |",
         "|" + "|".join("---" for _ in headers) + "|",
     ]
     table += ["| " + " | ".join(row) + " |" for row in rows]
-    write_results(pathlib.Path(args.results), "\n".join(table))
+    write_results(
+        pathlib.Path(args.results), "\n".join(table), *results_markers(args.latent)
+    )
 
 
-def write_results(path, table):
-    """Puts `table` between the markers in `path` (creating the file if needed)."""
-    block = f"{RESULTS_START}\n{table}\n{RESULTS_END}"
+def write_results(path, table, start, end):
+    """Puts `table` between the markers `start` and `end` in `path`.
+
+    Text outside the markers is kept; without them (or without the file) the
+    block is appended.
+    """
+    block = f"{start}\n{table}\n{end}"
     text = path.read_text() if path.exists() else ""
-    if RESULTS_START in text and RESULTS_END in text:
-        before = text.split(RESULTS_START)[0]
-        after = text.split(RESULTS_END, 1)[1]
+    if start in text and end in text:
+        before = text.split(start)[0]
+        after = text.split(end, 1)[1]
         text = before + block + after
     else:
         text = (text + "\n\n" if text else "# Results\n\n") + block + "\n"
@@ -395,7 +535,21 @@ def parse_args(argv):
         description=__doc__.split("\n\n")[0],
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    parser.add_argument("--estimator", choices=kg.ESTIMATORS, default="gumbel_softmax")
+    parser.add_argument(
+        "--latent",
+        choices=LATENTS,
+        default="categorical",
+        help="the latent code: categorical (--latents one-hot variables of "
+        "--classes classes, uniform prior) or bernoulli (--latents binary "
+        "variables, Bernoulli(1/2) prior)",
+    )
+    parser.add_argument(
+        "--estimator",
+        choices=kg.ESTIMATORS,
+        default="gumbel_softmax",
+        help="gradient estimator: gumbel_softmax trains on relaxed codes, the "
+        "others on exact (hard) codes",
+    )
     parser.add_argument(
         "--dataset",
         choices=DATASETS,
@@ -407,17 +561,22 @@ def parse_args(argv):
     parser.add_argument("--epochs", type=positive_int, default=50)
     parser.add_argument("--batch-size", type=positive_int, default=100)
     parser.add_argument("--learning-rate", type=positive_float, default=1e-3)
+    # SUPPRESS: the defaults depend on --latent, and --classes must not be
+    # given with --latent bernoulli; both are filled in below.
     parser.add_argument(
         "--latents",
         type=positive_int,
-        default=30,
-        help="number of categorical latent variables",
+        default=argparse.SUPPRESS,
+        help="number of latent variables (default: "
+        + ", ".join(f"{n} {latent}" for latent, n in DEFAULT_LATENTS.items())
+        + ")",
     )
     parser.add_argument(
         "--classes",
         type=positive_int,
-        default=10,
-        help="number of classes of each latent variable",
+        default=argparse.SUPPRESS,
+        help="number of classes of each categorical latent variable "
+        f"(default: {DEFAULT_CLASSES}; --latent categorical only)",
     )
     parser.add_argument(
         "--temperature", type=positive_float, default=1.0, help="initial temperature"
@@ -459,10 +618,19 @@ def parse_args(argv):
     parser.add_argument(
         "--results",
         default="docs/results.md",
-        help="markdown file that --compare writes its table into",
+        help="markdown file that --compare writes its table into, between "
+        "markers of its own for each --latent",
     )
     args = parser.parse_args(argv)
-    if args.classes < 2:
+    if not hasattr(args, "latents"):
+        args.latents = DEFAULT_LATENTS[args.latent]
+    if args.latent == "bernoulli":
+        if hasattr(args, "classes"):
+            parser.error("argument --classes: only for --latent categorical")
+        args.classes = None
+    elif not hasattr(args, "classes"):
+        args.classes = DEFAULT_CLASSES
+    elif args.classes < 2:
         parser.error(f"argument --classes: expected at least 2, got {args.classes}")
     args.command_line = argv
     return args
@@ -487,6 +655,7 @@ def main(argv=None):
     print()
     print_table(
         [
+            ["latent code", latent_family(args).description],
             ["estimator", args.estimator],
             ["final temperature", f"{metrics['final_temperature']:.3f}"],
             ["training loss, last epoch (nats)", f"{metrics['train_loss']:.2f}"],

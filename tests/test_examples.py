@@ -8,6 +8,7 @@ stops with argparse's usage error naming the flag.
 """
 
 import importlib.util
+import itertools
 import math
 import pathlib
 
@@ -56,14 +57,57 @@ def test_discrete_vae_runs_and_writes_pictures_and_models(tmp_path):
             assert (tmp_path / part / "saved_model.pb").exists()
 
 
+# gumbel_rao and gst differ from straight_through only in the gradient, which the
+# library's own tests check; reinmax also raises the temperature floor to 1.
+@pytest.mark.parametrize("estimator", ["gumbel_softmax", "straight_through", "reinmax"])
+def test_discrete_vae_bernoulli_runs_and_writes_pictures(estimator, tmp_path, capsys):
+    example = load_example("discrete_vae")
+    flags = f"--latent=bernoulli --dataset=digits --epochs=1 --estimator={estimator}"
+    flags += " --eval-samples=1 --importance-samples=5"
+    # One estimator is enough to check the SavedModels of the 200-bit code.
+    export = estimator == "gumbel_softmax"
+    if not export:
+        flags += " --no-export"
+    metrics = example.main([*flags.split(), f"--out={tmp_path}"])
+    floor = example.kg.estimators.get(estimator).min_temperature or 0.5
+    assert metrics["final_temperature"] == pytest.approx(floor)
+    for metric in ("negative_elbo", "iw_bound", "train_loss"):
+        assert math.isfinite(metrics[metric]) and metrics[metric] > 0
+    printed = " ".join(capsys.readouterr().out.split())  # the table, unpadded
+    # --latents defaults to the paper's 200 Bernoulli variables.
+    assert "latent code | 200 Bernoulli" in printed
+    elbo = f"held-out negative ELBO, hard codes (nats) | {metrics['negative_elbo']:.2f}"
+    assert elbo in printed
+    assert f"held-out IW bound, K=5 (nats) | {metrics['iw_bound']:.2f}" in printed
+    for picture in ("reconstructions.png", "samples.png", "curves.png"):
+        assert (tmp_path / picture).stat().st_size > 0
+    if export and keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        decoder = tf.saved_model.load(str(tmp_path / "decoder"))
+        assert tuple(decoder.serve(tf.zeros((2, 200))).shape) == (2, 64)
+        assert (tmp_path / "encoder" / "saved_model.pb").exists()
+
+
+def results_file(example, path):
+    """A results page holding an old table of each `--latent` family."""
+    blocks = {}
+    for latent in example.LATENTS:
+        start, end = example.results_markers(latent)
+        blocks[latent] = f"{start}\nold {latent} table\n{end}"
+    path.write_text(
+        "# Results\n\nintro\n\n"
+        + "\n\nbetween\n\n".join(blocks.values())
+        + "\n\nafter\n"
+    )
+    return blocks
+
+
 def test_discrete_vae_compare_writes_table_between_markers(tmp_path, monkeypatch):
     example = load_example("discrete_vae")
     results = tmp_path / "results.md"
-    results.write_text(
-        "# Results\n\nintro\n\n"
-        f"{example.RESULTS_START}\nold table\n{example.RESULTS_END}\n\nafter\n"
-    )
-    # One estimator and one seed keep the test fast; the table logic is the same.
+    blocks = results_file(example, results)
+    # One estimator and two seeds keep the test fast; the table logic is the same.
     monkeypatch.setattr(example.kg, "ESTIMATORS", ("straight_through",))
     monkeypatch.setattr(example, "COMPARE_SEEDS", (0, 1))
     example.main(
@@ -78,9 +122,190 @@ def test_discrete_vae_compare_writes_table_between_markers(tmp_path, monkeypatch
         ]
     )
     text = results.read_text()
-    assert "old table" not in text
+    assert "old categorical table" not in text
+    assert blocks["bernoulli"] in text  # the other family's table is kept
     assert text.startswith("# Results\n\nintro\n\n") and text.endswith("\n\nafter\n")
     assert "| `straight_through` |" in text
+    assert "2x10 categorical latents" in text
+
+
+def test_discrete_vae_bernoulli_compare_writes_its_own_table(tmp_path, monkeypatch):
+    example = load_example("discrete_vae")
+    results = tmp_path / "results.md"
+    blocks = results_file(example, results)
+    runs = []
+
+    def train(args, data, seed, verbose):
+        # Training itself is tested above; here only the table matters.
+        runs.append((args.latent, args.latents, args.estimator, seed))
+        metrics = {"negative_elbo": 110.0 + seed, "iw_bound": 100.0 + 2 * seed}
+        return None, None, None, {**metrics, "final_temperature": 0.5, "seconds": 3}
+
+    monkeypatch.setattr(example, "train", train)
+    flags = "--compare --latent bernoulli --dataset=digits --importance-samples=7"
+    example.main([*flags.split(), f"--results={results}"])
+    assert runs == [
+        ("bernoulli", 200, estimator, seed)
+        for estimator in example.kg.ESTIMATORS
+        for seed in example.COMPARE_SEEDS
+    ]
+    text = results.read_text()
+    assert "old bernoulli table" not in text
+    assert blocks["categorical"] in text
+    assert text.startswith("# Results\n\nintro\n\n") and text.endswith("\n\nafter\n")
+    start, end = example.results_markers("bernoulli")
+    table = text.split(start)[1].split(end)[0]
+    assert table.startswith(
+        "\nCommand: `python examples/discrete_vae.py --compare --latent bernoulli "
+        "--dataset=digits --importance-samples=7 --results="
+    )
+    assert "200 Bernoulli latents" in table
+    assert "| IW bound, K=7 (nats) |" in table
+    # Seeds 0, 1, 2: mean 111 and 102, sample standard deviations 1 and 2.
+    for estimator in example.kg.ESTIMATORS:
+        assert f"| `{estimator}` | 0.50 | 111.0 ± 1.0 | 102.0 ± 2.0 | 3 |" in table
+
+
+@pytest.fixture(scope="module")
+def discrete_vae():
+    return load_example("discrete_vae")
+
+
+@pytest.fixture(params=["bernoulli", "categorical"])
+def small_family(request, discrete_vae):
+    """3 Bernoulli latents (8 codes) or 2 categorical latents of 3 classes (9)."""
+    if request.param == "bernoulli":
+        return discrete_vae.Bernoulli(3)
+    return discrete_vae.Categorical(2, 3)
+
+
+def all_codes(family):
+    """Every code of a small latent family, in the decoder's layout."""
+    if len(family.code_shape) == 1:  # Bernoulli: 0/1 vectors
+        values = itertools.product((0.0, 1.0), repeat=family.latents)
+        return np.array(list(values), dtype="float32")
+    values = itertools.product(range(family.classes), repeat=family.latents)
+    return np.eye(family.classes, dtype="float32")[np.array(list(values))]
+
+
+def pixel_log_likelihood(pixel_logits, x):
+    """log p(x_i | z) per pixel, written out independently of the example."""
+    return x * pixel_logits - np.log1p(np.exp(pixel_logits))
+
+
+def per_latent_decoder(family):
+    """Pixel i's logit depends on latent i only, so p(z | x) factorizes."""
+    rng = np.random.default_rng(7)
+    if len(family.code_shape) == 1:
+        weight, bias = rng.normal(size=(2, family.latents)) * 2.0
+        return lambda codes: codes * weight + bias
+    table = rng.normal(size=(family.latents, family.classes)) * 2.0
+    return lambda codes: np.sum(codes * table, axis=-1)
+
+
+def exact_terms(family, logits, x, decode):
+    """log q(z | x), log p(x | z) and log p(z) = -L log C for every code z."""
+    codes = all_codes(family)
+    log_q = family.log_q(codes, family.posterior(logits)[None])
+    log_likelihood = np.sum(pixel_log_likelihood(decode(codes), x), axis=-1)
+    log_prior = -family.latents * math.log(2 if len(family.code_shape) == 1 else 3)
+    return log_q, log_likelihood, log_prior
+
+
+def test_discrete_vae_posterior_log_q_is_normalized(small_family):
+    logits = np.random.default_rng(0).normal(size=small_family.code_shape) * 3.0
+    codes = all_codes(small_family)
+    log_q = small_family.log_q(codes, small_family.posterior(logits)[None])
+    assert np.logaddexp.reduce(log_q) == pytest.approx(0.0, abs=1e-12)
+    if len(small_family.code_shape) == 1:
+        # Bernoulli: prod_i sigmoid(l_i)^z_i (1 - sigmoid(l_i))^(1 - z_i).
+        p = 1.0 / (1.0 + np.exp(-logits))
+        direct = np.prod(np.where(codes == 1.0, p, 1.0 - p), axis=-1)
+        np.testing.assert_allclose(np.exp(log_q), direct, rtol=1e-12)
+
+
+def test_discrete_vae_iw_bound_is_exact_at_the_true_posterior(
+    small_family, discrete_vae
+):
+    """With q(z | x) = p(z | x) every importance weight is p(x), for any K."""
+    family = small_family
+    decode = per_latent_decoder(family)
+    x = np.array([1.0, 0.0, 1.0][: family.latents])
+    # The prior is uniform, so the true posterior's logits are the per-latent
+    # log-likelihoods (for Bernoulli log-odds: their difference at z = 1, 0).
+    if len(family.code_shape) == 1:
+        ones, zeros = np.ones(family.latents), np.zeros(family.latents)
+        logits = pixel_log_likelihood(decode(ones), x)
+        logits -= pixel_log_likelihood(decode(zeros), x)
+    else:
+        # Row c of the codes: every latent set to class c.
+        every_class = np.eye(family.classes)[:, None, :]
+        codes = every_class.repeat(family.latents, axis=1)
+        logits = pixel_log_likelihood(decode(codes), x).T
+    _, log_likelihood, log_prior = exact_terms(family, logits, x, decode)
+    negative_log_evidence = -np.logaddexp.reduce(log_likelihood + log_prior)
+    rows = 20
+    for importance_samples in (1, 7):
+        _, iw_bound = discrete_vae.held_out_bounds(
+            family,
+            np.repeat(logits[None], rows, axis=0),
+            np.repeat(x[None], rows, axis=0),
+            decode,
+            importance_samples=importance_samples,
+        )
+        assert iw_bound == pytest.approx(negative_log_evidence, rel=1e-9)
+
+
+def test_discrete_vae_bounds_match_exact_enumeration(small_family, discrete_vae):
+    """Any posterior: E[negative ELBO estimate] = E[IW bound, K=1] = -ELBO."""
+    family = small_family
+    decode = per_latent_decoder(family)
+    x = np.array([1.0, 0.0, 1.0][: family.latents])
+    logits = np.random.default_rng(1).normal(size=family.code_shape).astype("float32")
+    log_q, log_likelihood, log_prior = exact_terms(family, logits, x, decode)
+    q = np.exp(log_q)
+    kl = np.sum(q * (log_q - log_prior))
+    negative_elbo = np.sum(q * -log_likelihood) + kl
+    # The analytic KL of the evaluation (NumPy) and of the training loss (Keras).
+    posterior = family.posterior(logits)
+    assert discrete_vae.analytic_kl(family, posterior) == pytest.approx(kl)
+    training_kl = keras.ops.convert_to_numpy(family.kl(logits[None]))
+    assert float(training_kl[0]) == pytest.approx(kl, rel=1e-5)
+
+    rows = 4000
+    estimate, iw_bound = discrete_vae.held_out_bounds(
+        family,
+        np.repeat(logits[None], rows, axis=0),
+        np.repeat(x[None], rows, axis=0),
+        decode,
+        samples=1,
+        importance_samples=1,
+        seed=3,
+    )
+    # Each is the mean of `rows` independent one-code estimates: allow 5 sigma,
+    # the sigma of one estimate computed exactly from the enumeration.
+    log_weights = log_likelihood + log_prior - log_q
+    for value, per_code in ((estimate, -log_likelihood), (iw_bound, -log_weights)):
+        sigma = math.sqrt(np.sum(q * (per_code - np.sum(q * per_code)) ** 2) / rows)
+        assert abs(value - negative_elbo) < 5 * sigma
+
+
+def test_discrete_vae_classes_is_only_for_categorical(capsys):
+    example = load_example("discrete_vae")
+    with pytest.raises(SystemExit) as error:
+        example.main(["--latent=bernoulli", "--classes=4"])
+    assert error.value.code == 2
+    assert "--classes" in capsys.readouterr().err
+
+
+def test_discrete_vae_help_lists_both_latent_families(capsys):
+    example = load_example("discrete_vae")
+    with pytest.raises(SystemExit) as error:
+        example.main(["--help"])
+    assert error.value.code == 0
+    printed = " ".join(capsys.readouterr().out.split())
+    assert "--latent {categorical,bernoulli}" in printed
+    assert "(default: 30 categorical, 200 bernoulli)" in printed
 
 
 @pytest.mark.parametrize(
@@ -89,6 +314,7 @@ def test_discrete_vae_compare_writes_table_between_markers(tmp_path, monkeypatch
         ("discrete_vae", "--estimator=softmax"),
         ("discrete_vae", "--dataset=cifar"),
         ("discrete_vae", "--epochs=0"),
+        ("discrete_vae", "--latent=gaussian"),
         ("feature_selection", "--k=-3"),
         ("attention_selection", "--estimator=gumbel_softmax"),
     ],
