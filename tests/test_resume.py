@@ -2,8 +2,8 @@
 
 Three runs of `tests/_resume_worker.py`, each a fresh process on the backend of
 this test process: an uninterrupted reference; a run that backs up every 3 steps
-and is killed by SIGKILL after step 7, in the middle of its second epoch (its
-last backup is from after step 6); and a run started again on the same backup
+and is killed by SIGKILL after its 7th step, in the middle of its second epoch
+(its last backup is from after the 6th); and a run started again on the same backup
 directory, which resumes from that backup and finishes. The model is a Dense
 layer before a seeded `GumbelSoftmax`, annealed by `TemperatureAnnealing` to a
 new temperature at every step.
@@ -40,8 +40,8 @@ from tests import _resume_worker as worker
 WORKER = os.path.abspath(worker.__file__)
 # Generous, far above a worker's run time, as the machine may be shared.
 TIMEOUT = 300
-# After step 7, that is in the middle of epoch 1 (steps 4 to 7), and after the
-# backup of step 6, which is what the restarted run must resume from.
+# After 7 steps, that is in the middle of epoch 1 (iterations 4 to 7), and one
+# step after the backup at 6 steps, which is what the restarted run resumes from.
 KILL_AFTER = 7
 BACKUP_ITERATION = KILL_AFTER // worker.SAVE_FREQ * worker.SAVE_FREQ
 TOTAL_STEPS = worker.STEPS_PER_EPOCH * worker.EPOCHS
