@@ -49,6 +49,21 @@ def _prepare_mask(mask, logits, axis):
     """
     if mask is None:
         return None
+    mask = _bool_mask(mask)
+    rank = len(logits.shape)
+    if len(mask.shape) == rank - 1:
+        mask = ops.expand_dims(mask, axis)
+    elif len(mask.shape) != rank:
+        raise ValueError(_mask_shape_message(mask, logits, rank))
+    # Checked where both shapes are known; otherwise the backend's broadcast
+    # fails when the graph runs.
+    if not _broadcasts_to(tuple(mask.shape), tuple(logits.shape)):
+        raise ValueError(_mask_shape_message(mask, logits, rank))
+    return ops.broadcast_to(mask, ops.shape(logits))
+
+
+def _bool_mask(mask):
+    """`mask` as a boolean tensor; strings are refused by name."""
     if isinstance(mask, (str, bytes)) or (
         isinstance(mask, np.ndarray) and mask.dtype.kind in "SUO"
     ):
@@ -57,19 +72,7 @@ def _prepare_mask(mask, logits, axis):
     dtype = keras.backend.standardize_dtype(mask.dtype)
     if dtype == "string":
         raise TypeError(_checks.invalid("mask", "a boolean tensor", mask))
-    if dtype != "bool":
-        mask = ops.cast(mask, "bool")
-    rank = len(logits.shape)
-    if len(mask.shape) == rank - 1:
-        mask = ops.expand_dims(mask, axis)
-    elif len(mask.shape) != rank:
-        raise ValueError(_mask_shape_message(mask, logits, rank))
-    # Checked where both shapes are known; otherwise the backend's broadcast
-    # fails when the graph runs.
-    for mask_size, logits_size in zip(mask.shape, logits.shape, strict=True):
-        if None not in (mask_size, logits_size) and mask_size not in (1, logits_size):
-            raise ValueError(_mask_shape_message(mask, logits, rank))
-    return ops.broadcast_to(mask, ops.shape(logits))
+    return mask if dtype == "bool" else ops.cast(mask, "bool")
 
 
 def _mask_shape_message(mask, logits, rank):
@@ -268,6 +271,15 @@ def _temperature_tensor(temperature, dtype):
     return ops.cast(temperature, dtype)
 
 
+def _broadcasts_to(shape, target):
+    """Whether `shape` broadcasts to `target` without enlarging it; sizes only
+    known at run time (None) are left to the backend's broadcast."""
+    return len(shape) <= len(target) and all(
+        None in (size, full) or size in (1, full)
+        for size, full in zip(reversed(shape), reversed(target), strict=False)
+    )
+
+
 def _per_row(temperature, batch_shape, axis, logits_shape):
     """A batch of temperatures with a size-1 category axis inserted at `axis`.
 
@@ -281,10 +293,7 @@ def _per_row(temperature, batch_shape, axis, logits_shape):
     shape = tuple(temperature.shape)
     if not shape:
         return temperature
-    if len(shape) > len(batch_shape) or any(
-        None not in (size, batch) and size not in (1, batch)
-        for size, batch in zip(reversed(shape), reversed(batch_shape), strict=False)
-    ):
+    if not _broadcasts_to(shape, batch_shape):
         raise ValueError(
             "Invalid value received for argument `temperature`. Expected a scalar "
             "or a tensor that broadcasts to the batch shape of the logits (their "
@@ -869,19 +878,9 @@ def _elementwise(function, logits, temperature, mask=None, minimum=None, name="l
 
 
 def _prepare_binary_mask(mask, logits):
-    if isinstance(mask, (str, bytes)) or (
-        isinstance(mask, np.ndarray) and mask.dtype.kind in "SUO"
-    ):
-        raise TypeError(_checks.invalid("mask", "a boolean tensor", mask))
-    mask = ops.convert_to_tensor(mask)
-    if keras.backend.standardize_dtype(mask.dtype) == "string":
-        raise TypeError(_checks.invalid("mask", "a boolean tensor", mask))
-    mask = ops.cast(mask, "bool")
+    mask = _bool_mask(mask)
     shape, target = tuple(mask.shape), tuple(logits.shape)
-    if len(shape) > len(target) or any(
-        None not in (size, full) and size not in (1, full)
-        for size, full in zip(reversed(shape), reversed(target), strict=False)
-    ):
+    if not _broadcasts_to(shape, target):
         raise ValueError(
             "Invalid value received for argument `mask`. Expected a boolean "
             "tensor that broadcasts to the logits. Received: "
