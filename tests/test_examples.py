@@ -378,3 +378,123 @@ def test_attention_data_ground_truth_is_consistent():
         assert np.array_equal(targets["answer"], expected)
         # Padding (key 0) is never a correct position and carries no value.
         assert np.all(inputs["values"][keys == 0] == 0)
+
+
+@pytest.fixture(scope="module")
+def l0_pruning():
+    return load_example("l0_pruning")
+
+
+def closed_some_gates(model, rng):
+    """Random log_alpha: about a third of each gate layer closed (log_alpha below
+    log(1/11), where the inference gate is 0), the rest open at various values."""
+    for layer in model.layers:
+        if hasattr(layer, "log_alpha"):
+            values = rng.uniform(-6.0, 4.0, size=tuple(layer.log_alpha.shape))
+            values.flat[0] = 3.0  # never a whole layer closed
+            layer.log_alpha.assign(values.astype("float32"))
+
+
+@pytest.mark.parametrize("model", ["mlp", "convnet"])
+def test_l0_pruned_network_computes_what_the_gated_one_does(l0_pruning, model):
+    """The smaller network, gates folded into its weights, gives the gated
+    network's inference logits: what a user deploys after L0 training."""
+    arch = l0_pruning.Architecture(model, (28, 28))
+    gated = arch.build(gates=[0.0, 0.0, 0.0], seed=0)
+    rng = np.random.default_rng(0)
+    closed_some_gates(gated, rng)
+    # Random biases too, so that folding the gate into them is checked.
+    for index in range(arch.depth):
+        layer = gated.get_layer(f"weighted_{index}")
+        kernel, bias = layer.get_weights()
+        layer.set_weights([kernel, rng.normal(size=bias.shape).astype("float32")])
+    gates = [gated.get_layer(f"gate_{i}") for i in range(3)]
+    keep = [g.open_gates() for g in gates]
+    assert all(0 < k.sum() < len(k) for k in keep)
+    pruned = arch.prune(
+        arch.weighted(gated), keep, [g.inference_gates() for g in gates]
+    )
+    x = rng.uniform(size=(16, 784)).astype("float32")
+    expected = gated.predict(arch.inputs(x), verbose=0)
+    got = pruned.predict(arch.inputs(x, keep), verbose=0)
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
+    sizes = tuple(int(k.sum()) for k in keep)
+    assert pruned.count_params() == arch.count_weights(sizes)
+
+
+def test_l0_magnitude_pruning_keeps_the_largest_outgoing_norms(l0_pruning):
+    arch = l0_pruning.Architecture("convnet", (28, 28))
+    weights = arch.weighted(arch.build(seed=0))
+    # Channel c of the second convolution feeds rows c, c + 32, ... of the
+    # dense kernel (a flattened 4 x 4 x 32 map); give channel 5 the largest norm
+    # there, then 9.
+    dense = weights[2][0]
+    dense[:] = 0.01
+    dense[5::32] = 1.0
+    dense[9::32] = 0.5
+    keep = arch.magnitude_keep(weights, (16, 2, 128))
+    assert np.flatnonzero(keep[1]).tolist() == [5, 9]
+    assert keep[0].all() and keep[2].all()
+
+
+def test_l0_pruning_runs_and_prints_its_table(l0_pruning, tmp_path, capsys):
+    results = tmp_path / "results.md"
+    start, end = l0_pruning.results_markers("mlp", "digits")
+    results.write_text(f"before\n{start}\nold\n{end}\nafter\n")
+    # Under Adam a log_alpha moves by about the learning rate per step, so
+    # closing gates in 3 epochs of 15 steps takes a large one.
+    flags = "--dataset=digits --epochs=3 --lambdas=0.01,0.1 --finetune-epochs=1"
+    flags += " --learning-rate=0.1"
+    rows = l0_pruning.main(
+        [*flags.split(), f"--out={tmp_path}", f"--results={results}"]
+    )
+    printed = " ".join(capsys.readouterr().out.split())
+    assert "dense, no pruning | | 64-300-100 | 100.0% | 100.0%" in printed
+    gated = [r for r in rows if r["method"].startswith("L0")]
+    assert [r["lambda"] for r in gated] == [0.01, 0.1]
+    for row in gated:
+        # The pruned network reproduces the gated one (float32 round-off).
+        assert row["logit_difference"] < 1e-4
+        # Magnitude pruning is compared at exactly the same sizes.
+        same = [r for r in rows if r["lambda"] == row["lambda"]]
+        assert {r["sizes"] for r in same} == {row["sizes"]}
+        assert len(same) == 3  # L0, magnitude before and after fine-tuning
+        assert 0.0 <= row["accuracy"] <= 1.0
+    assert gated[1]["weights"] < gated[0]["weights"] <= 1.0
+    assert (tmp_path / "l0_pruning.png").stat().st_size > 0
+    text = results.read_text()
+    assert text.startswith(f"before\n{start}\nCommand: `python examples/l0_pruning.py")
+    assert "old" not in text and text.endswith(f"{end}\nafter\n")
+    assert "| L0 (HardConcreteGate), pruned | 0.1 |" in text
+
+
+@pytest.mark.parametrize(
+    "flag", ["--lambdas=0.1,-1", "--lambdas=x", "--finetune-epochs=-1", "--model=rnn"]
+)
+def test_l0_pruning_bad_flag_stops_with_usage_error(l0_pruning, flag, capsys):
+    with pytest.raises(SystemExit) as error:
+        l0_pruning.main([flag])
+    assert error.value.code == 2
+    assert flag.split("=")[0] in capsys.readouterr().err
+
+
+def test_l0_pruning_convnet_needs_28_by_28_images(l0_pruning):
+    with pytest.raises(SystemExit, match="28 x 28"):
+        l0_pruning.main(["--model=convnet", "--dataset=digits"])
+
+
+def test_l0_pruning_warns_when_gates_cannot_close_in_time(
+    l0_pruning, monkeypatch, tmp_path, capsys
+):
+    # From log_alpha = log(0.8 / 0.2) to log(1 / 11), one learning rate per step.
+    expected = math.ceil((math.log(4.0) + math.log(11.0)) / 1e-3)
+    assert l0_pruning.steps_to_close(1e-3) == expected == 3785
+
+    def stop(*args, **kwargs):
+        raise KeyboardInterrupt  # the warning comes before training
+
+    monkeypatch.setattr(l0_pruning, "run", stop)
+    with pytest.raises(KeyboardInterrupt):
+        l0_pruning.main(["--dataset=digits", "--epochs=5", f"--out={tmp_path}"])
+    printed = " ".join(capsys.readouterr().out.split())
+    assert "Warning: 75 training steps; a gate needs about 3785 Adam steps" in printed
