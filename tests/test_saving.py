@@ -20,7 +20,7 @@ ANNEALED = 1.25
 
 def every_layer(inference="softmax"):
     """One of each layer of the package: GumbelSoftmax with every estimator,
-    GumbelTopK and ConcreteSelect. The default inference mode, "softmax",
+    GumbelTopK, ConcreteSelect, GumbelSigmoid and HardConcreteGate. The default inference mode, "softmax",
     depends on the temperature, so a lost temperature changes predictions."""
     layers = [
         kg.GumbelSoftmax(
@@ -35,6 +35,11 @@ def every_layer(inference="softmax"):
     ]
     layers.append(kg.GumbelTopK(2, 2.0, inference=inference, seed=20))
     layers.append(kg.ConcreteSelect(4, seed=21))
+    # The binary family: "sigmoid" is GumbelSigmoid's temperature-dependent
+    # inference, as "softmax" is GumbelSoftmax's.
+    binary = "sigmoid" if inference == "softmax" else inference
+    layers.append(kg.GumbelSigmoid(2.0, inference=binary, seed=22))
+    layers.append(kg.HardConcreteGate(l0_weight=0.1, seed=23))
     return layers
 
 
@@ -128,9 +133,11 @@ def test_keras_round_trip_resumes_training(kind, tmp_path):
     train_step(model, x, y)
     train_step(model, x, y)
     layers = gumbel_layers(model)
-    assert len(layers) == len(kg.ESTIMATORS) + 2
+    assert len(layers) == len(kg.ESTIMATORS) + 4
     for layer in layers:
         layer.temperature.assign(ANNEALED)
+    gate = layers[-1]
+    gate.l0_weight.assign(0.03)  # annealed as well
 
     loaded = testing.assert_model_save_load(model, x, tmp_path / "model.keras")
 
@@ -138,6 +145,11 @@ def test_keras_round_trip_resumes_training(kind, tmp_path):
     assert [type(layer) for layer in loaded_layers] == [type(la) for la in layers]
     for original, restored in zip(layers, loaded_layers, strict=True):
         assert float(restored.temperature) == ANNEALED
+        if isinstance(restored, kg.HardConcreteGate):
+            assert float(restored.l0_weight) == pytest.approx(0.03)
+            np.testing.assert_array_equal(
+                restored.inference_gates(), original.inference_gates()
+            )
         # The seed generators continue where the original stands, rather than
         # restarting from the int seed and replaying the samples already drawn.
         np.testing.assert_array_equal(
