@@ -12,7 +12,7 @@ from typing import Any, ClassVar
 
 import keras
 
-from keras_gumbel import _checks
+from keras_gumbel import _checks, estimators
 from keras_gumbel._typing import Shape, TensorLike
 
 _SEED_STATE_KEY = "seed_generator_state"
@@ -238,6 +238,38 @@ class AnnealableLayer(keras.layers.Layer):
         if self.inference_modes:
             config["inference"] = self.inference
         return config
+
+
+class EstimatorLayer(AnnealableLayer):
+    """An annealable layer whose training sample is relaxed or hard, with a
+    gradient estimator: what GumbelSoftmax and GumbelSigmoid share."""
+
+    def __init__(
+        self,
+        temperature: float,
+        *,
+        hard: bool,
+        estimator: estimators.EstimatorLike,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(temperature, **kwargs)
+        _checks.check_bool(hard, "hard")
+        # Resolving it checks the pair (and the temperature) now, not at the
+        # first call.
+        estimators.get(estimator, hard, temperature)
+        self.hard = hard
+        self.estimator = estimators.deserialize(estimator)
+
+    @property
+    def min_temperature(self) -> float:
+        return estimators.get(self.estimator, self.hard).min_temperature or 0.0
+
+    def get_config(self) -> dict:
+        return {
+            **super().get_config(),
+            "hard": self.hard,
+            "estimator": estimators.serialize(self.estimator),
+        }
 
 
 def _widened(inputs, compute_dtype):

@@ -2,12 +2,12 @@ from typing import Any
 
 import keras
 
-from keras_gumbel import _checks, estimators, ops
-from keras_gumbel.layers._base import AnnealableLayer
+from keras_gumbel import estimators, ops
+from keras_gumbel.layers._base import EstimatorLayer
 
 
 @keras.saving.register_keras_serializable(package="keras_gumbel")
-class GumbelSigmoid(AnnealableLayer):
+class GumbelSigmoid(EstimatorLayer):
     """Draws binary Concrete (relaxed Bernoulli) samples from log-odds.
 
     The binary twin of `GumbelSoftmax`: every element of the input is an
@@ -86,20 +86,14 @@ class GumbelSigmoid(AnnealableLayer):
     ) -> None:
         super().__init__(
             temperature,
+            hard=hard,
+            estimator=estimator,
             trainable_temperature=trainable_temperature,
             seed=seed,
             inference=inference,
             **kwargs,
         )
-        _checks.check_bool(hard, "hard")
-        estimators.get(estimator, hard, temperature)
-        self.hard = hard
-        self.estimator = estimators.deserialize(estimator)
         self.supports_masking = True
-
-    @property
-    def min_temperature(self) -> float:
-        return estimators.get(self.estimator, self.hard).min_temperature or 0.0
 
     def _outputs(self, inputs, training, mask):
         if training:
@@ -119,10 +113,3 @@ class GumbelSigmoid(AnnealableLayer):
         return ops.gumbel_sigmoid(
             inputs, self.temperature, hard=True, mask=mask, seed=self.active_seed
         )
-
-    def get_config(self) -> dict:
-        return {
-            **super().get_config(),
-            "hard": self.hard,
-            "estimator": estimators.serialize(self.estimator),
-        }

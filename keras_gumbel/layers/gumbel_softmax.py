@@ -4,11 +4,11 @@ import keras
 
 from keras_gumbel import _checks, estimators, ops
 from keras_gumbel._typing import Shape
-from keras_gumbel.layers._base import AnnealableLayer
+from keras_gumbel.layers._base import EstimatorLayer
 
 
 @keras.saving.register_keras_serializable(package="keras_gumbel")
-class GumbelSoftmax(AnnealableLayer):
+class GumbelSoftmax(EstimatorLayer):
     """Draws Gumbel-Softmax (Concrete) samples from logits.
 
     In training (`training=True`) every call draws fresh Gumbel noise `g` from the
@@ -93,21 +93,15 @@ class GumbelSoftmax(AnnealableLayer):
     ) -> None:
         super().__init__(
             temperature,
+            hard=hard,
+            estimator=estimator,
             trainable_temperature=trainable_temperature,
             seed=seed,
             inference=inference,
             **kwargs,
         )
-        _checks.check_bool(hard, "hard")
-        estimators.get(estimator, hard, temperature)
-        self.hard = hard
-        self.estimator = estimators.deserialize(estimator)
         self.axis = _checks.check_axis(axis, None)
         self.supports_masking = True
-
-    @property
-    def min_temperature(self) -> float:
-        return estimators.get(self.estimator, self.hard).min_temperature or 0.0
 
     def build(self, input_shape: Shape) -> None:
         _checks.check_axis(self.axis, len(input_shape))
@@ -142,7 +136,5 @@ class GumbelSoftmax(AnnealableLayer):
     def get_config(self) -> dict:
         return {
             **super().get_config(),
-            "hard": self.hard,
-            "estimator": estimators.serialize(self.estimator),
             "axis": self.axis,
         }
