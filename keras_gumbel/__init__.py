@@ -9,6 +9,7 @@ from keras_gumbel.callbacks import TemperatureAnnealing
 from keras_gumbel.layers import (
     AnnealableLayer,
     ConcreteSelect,
+    GumbelQuantizer,
     GumbelSigmoid,
     GumbelSoftmax,
     GumbelTopK,
@@ -23,6 +24,7 @@ __all__ = [
     "ESTIMATORS",
     "AnnealableLayer",
     "ConcreteSelect",
+    "GumbelQuantizer",
     "GumbelSigmoid",
     "GumbelSoftmax",
     "GumbelTopK",

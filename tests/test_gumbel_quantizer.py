@@ -1,0 +1,264 @@
+"""GumbelQuantizer: a learned codebook sampled with Gumbel-Softmax."""
+
+import math
+
+import keras
+import numpy as np
+import pytest
+
+import keras_gumbel as kg
+from tests import testing
+
+X = np.random.default_rng(0).normal(size=(6, 5)).astype("float32")
+# [batch, height, width, features]: a feature map, one code per position.
+GRID = np.random.default_rng(1).normal(size=(2, 3, 3, 4)).astype("float32")
+
+
+def built(num_codes=4, code_dim=3, groups=2, features=5, **kwargs):
+    layer = kg.GumbelQuantizer(num_codes, code_dim, groups=groups, **kwargs)
+    layer.build((None, features))
+    return layer
+
+
+def numpy_logits(layer, x):
+    kernel, bias = testing.to_numpy(layer.kernel), testing.to_numpy(layer.bias)
+    flat = np.asarray(x, "float64") @ kernel + bias
+    return flat.reshape(*flat.shape[:-1], layer.groups, layer.num_codes)
+
+
+@pytest.mark.parametrize(
+    "init_kwargs, x, output_shape",
+    [
+        ({"num_codes": 8, "code_dim": 3}, X, (6, 3)),
+        (
+            {"num_codes": 4, "code_dim": 2, "groups": 3, "hard": True, "seed": 1},
+            X,
+            (6, 6),
+        ),
+        (
+            {"num_codes": 6, "code_dim": 5, "groups": 2, "kl_weight": 0.1, "seed": 2},
+            GRID,
+            (2, 3, 3, 10),
+        ),
+    ],
+    ids=["one_group", "hard_three_groups", "grid_with_kl"],
+)
+def test_layer_contract(init_kwargs, x, output_shape, tmp_path):
+    testing.run_layer_test(
+        kg.GumbelQuantizer,
+        init_kwargs,
+        x,
+        expected_output_shape=output_shape,
+        supports_masking=True,
+        mask_passes_through=True,
+        tmp_path=tmp_path,
+    )
+
+
+@pytest.mark.parametrize("estimator", kg.ESTIMATORS)
+def test_every_estimator_outputs_one_codebook_vector_per_group(estimator):
+    hard = kg.estimators.get(estimator).hard
+    layer = built(estimator=estimator, hard=hard, temperature=1.0, seed=0)
+    y = testing.to_numpy(layer(X, training=True)).reshape(6, 2, 3)
+    codebook = testing.to_numpy(layer.codebook)  # [groups, codes, dim]
+    for group in range(2):
+        distances = np.abs(y[:, group, None, :] - codebook[group][None]).max(-1)
+        if hard:
+            # An exact one-hot sample picks a codebook row exactly.
+            assert np.all(distances.min(axis=1) == 0.0)
+        else:
+            # A relaxed sample mixes the rows: inside their convex hull,
+            # within the rows' range per dimension.
+            rows = codebook[group]
+            assert np.all(y[:, group] <= rows.max(0) + 1e-6)
+            assert np.all(y[:, group] >= rows.min(0) - 1e-6)
+
+
+def test_hard_training_codes_follow_softmax_of_the_logits():
+    """200,000 positions with fixed logits: the frequency of each sampled code
+    is the softmax probability, chi-square p > 1e-3."""
+    layer = kg.GumbelQuantizer(3, 3, hard=True, seed=0)
+    layer.build((None, 2))
+    layer.kernel.assign(np.array([[1.0, 0.0, -1.0], [0.0, 0.5, 0.0]], "float32"))
+    layer.codebook.assign(np.eye(3, dtype="float32")[None])  # code c -> e_c
+    x = np.tile(np.array([[0.5, 1.0]], "float32"), (200_000, 1))
+    y = testing.to_numpy(layer(x, training=True))
+    probabilities = testing.softmax(numpy_logits(layer, x[:1])[0, 0])
+    assert testing.chi_square_pvalue(y, probabilities) > 1e-3
+
+
+def test_encode_decode_and_inference_agree_exactly():
+    layer = built(num_codes=5, code_dim=3, groups=2, seed=3)
+    x = np.random.default_rng(2).normal(size=(7, 5)).astype("float32")
+    codes = testing.to_numpy(layer.encode(x))
+    assert codes.dtype == np.int32 and codes.shape == (7, 2)
+    np.testing.assert_array_equal(codes, numpy_logits(layer, x).argmax(-1))
+    decoded = testing.to_numpy(layer.decode(codes))
+    codebook = testing.to_numpy(layer.codebook)
+    expected = np.concatenate([codebook[g][codes[:, g]] for g in range(2)], axis=-1)
+    np.testing.assert_array_equal(decoded, expected)
+    # inference="argmax" is decode(encode(x)), bit for bit, also compiled.
+    np.testing.assert_array_equal(testing.to_numpy(layer(x)), decoded)
+    model = keras.Sequential([keras.Input((5,)), layer])
+    np.testing.assert_array_equal(model.predict(x, verbose=0), decoded)
+
+
+def test_decode_takes_codes_of_any_leading_shape():
+    layer = built(num_codes=4, code_dim=2, groups=3, seed=0)
+    codes = np.random.default_rng(0).integers(0, 4, size=(2, 7, 7, 3))
+    decoded = testing.to_numpy(layer.decode(codes))
+    assert decoded.shape == (2, 7, 7, 6)
+    codebook = testing.to_numpy(layer.codebook)
+    np.testing.assert_array_equal(decoded[1, 2, 3, 2:4], codebook[1, codes[1, 2, 3, 1]])
+
+
+def test_softmax_inference_mixes_with_tempered_probabilities():
+    layer = built(inference="softmax", temperature=0.7, seed=1)
+    weights = testing.softmax(numpy_logits(layer, X) / 0.7)  # [6, groups, codes]
+    codebook = testing.to_numpy(layer.codebook).astype("float64")
+    expected = np.einsum("bgc,gcd->bgd", weights, codebook).reshape(6, -1)
+    np.testing.assert_allclose(
+        testing.to_numpy(layer(X)), expected, rtol=1e-5, atol=1e-6
+    )
+
+
+def test_kl_term_is_the_mean_over_positions_of_the_summed_group_kls():
+    layer = built(num_codes=4, groups=2, kl_weight=0.25, seed=0)
+    layer(X, training=True)
+    [loss] = layer.losses
+    logits = numpy_logits(layer, X)
+    q = testing.softmax(logits)
+    kl = np.sum(q * np.log(q * 4), axis=-1)  # KL(q || uniform), [6, groups]
+    expected = 0.25 * kl.sum(axis=-1).mean()
+    assert float(testing.to_numpy(loss)) == pytest.approx(expected, rel=1e-5)
+    # Masked positions do not count.
+    mask = np.array([True, False, True, True, False, True])
+    layer(X, training=True, mask=mask)
+    [loss] = layer.losses
+    expected = 0.25 * kl.sum(axis=-1)[mask].mean()
+    assert float(testing.to_numpy(loss)) == pytest.approx(expected, rel=1e-5)
+
+
+def test_no_kl_term_in_inference_and_zero_weight_gives_zero():
+    layer = built(seed=0)
+    layer(X)
+    assert layer.losses == []
+    layer(X, training=True)
+    assert float(testing.to_numpy(layer.losses[0])) == 0.0
+
+
+def entropy_perplexity(distribution):
+    p = distribution[distribution > 0]
+    return math.exp(-np.sum(p * np.log(p)))
+
+
+def test_perplexities_of_the_batch_match_hand_computed_values():
+    layer = built(num_codes=4, groups=2, seed=5)
+    x = np.random.default_rng(3).normal(size=(40, 5)).astype("float32") * 3
+    layer(x, training=True)
+    logits = numpy_logits(layer, x)
+    codes = logits.argmax(-1)
+    code = sum(
+        entropy_perplexity(np.bincount(codes[:, g], minlength=4) / 40) for g in range(2)
+    )
+    average = testing.softmax(logits).mean(axis=0)
+    prob = sum(entropy_perplexity(average[g]) for g in range(2))
+    assert float(testing.to_numpy(layer.code_perplexity)) == pytest.approx(
+        code, rel=1e-5
+    )
+    assert float(testing.to_numpy(layer.prob_perplexity)) == pytest.approx(
+        prob, rel=1e-5
+    )
+    # One code used by every position: perplexity 1 per group, the minimum.
+    layer.kernel.assign(np.zeros((5, 8), "float32"))
+    layer.bias.assign(np.array([9, 0, 0, 0, 0, 0, 9, 0], "float32"))
+    layer(x, training=True)
+    assert float(testing.to_numpy(layer.code_perplexity)) == pytest.approx(2.0)
+    np.testing.assert_array_equal(layer.code_usage(x), [[40, 0, 0, 0], [0, 0, 40, 0]])
+
+
+def test_masked_positions_leave_the_perplexities_out():
+    layer = built(num_codes=4, groups=1, seed=0)
+    layer.kernel.assign(np.zeros((5, 4), "float32"))
+    layer.bias.assign(np.array([5, 0, 0, 0], "float32"))
+    x = np.zeros((4, 5), "float32")
+    x_other = x.copy()
+    layer(x, training=True, mask=np.array([True, True, False, False]))
+    first = float(testing.to_numpy(layer.code_perplexity))
+    assert first == pytest.approx(1.0)
+    # Changing only masked positions changes nothing.
+    x_other[2:] = 100.0
+    layer(x_other, training=True, mask=np.array([True, True, False, False]))
+    assert float(testing.to_numpy(layer.code_perplexity)) == pytest.approx(first)
+
+
+def test_codebook_and_projection_learn_through_the_sample():
+    layer = kg.GumbelQuantizer(4, 2, groups=2, seed=0)
+    x = keras.ops.convert_to_tensor(X)
+    before = [testing.to_numpy(v) for v in (layer(x, training=True), layer.kernel)]
+    grads = testing.variable_gradient(
+        lambda: keras.ops.sum(layer(x, training=True) ** 2), layer.kernel
+    )
+    assert np.all(np.isfinite(grads)) and np.any(grads != 0)
+    grads = testing.variable_gradient(
+        lambda: keras.ops.sum(layer(x, training=True) ** 2), layer.codebook
+    )
+    assert np.all(np.isfinite(grads)) and np.any(grads != 0)
+    assert before[0].shape == (6, 4)
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, shown",
+    [
+        ({"num_codes": 1}, ValueError, "num_codes=1"),
+        ({"num_codes": 4.0}, TypeError, "num_codes=4.0"),
+        ({"code_dim": 0}, ValueError, "code_dim=0"),
+        ({"groups": True}, TypeError, "groups=True"),
+        ({"kl_weight": -0.1}, ValueError, "kl_weight=-0.1"),
+        ({"kl_weight": float("nan")}, ValueError, "kl_weight=nan"),
+        ({"inference": "sigmoid"}, ValueError, "inference='sigmoid'"),
+        ({"estimator": "softmax"}, ValueError, "softmax"),
+    ],
+)
+def test_bad_arguments_name_the_argument(kwargs, error, shown):
+    arguments = {"num_codes": 4, "code_dim": 2, **kwargs}
+    name = next(iter(kwargs))
+    testing.assert_error(error, lambda: kg.GumbelQuantizer(**arguments), name, shown)
+
+
+def test_decode_rejects_float_codes_and_wrong_group_count():
+    layer = built(groups=2)
+    with pytest.raises(TypeError, match="codes.dtype=float32"):
+        layer.decode(np.zeros((3, 2), "float32"))
+    with pytest.raises(ValueError, match=r"codes.shape=\(3, 3\)"):
+        layer.decode(np.zeros((3, 3), "int32"))
+
+
+def test_methods_before_build_say_what_to_do():
+    layer = kg.GumbelQuantizer(4, 2)
+    with pytest.raises(ValueError, match="call it on an input first"):
+        layer.encode(X)
+
+
+def test_config_round_trip_keeps_every_argument():
+    layer = kg.GumbelQuantizer(
+        16,
+        4,
+        groups=2,
+        temperature=2.0,
+        hard=True,
+        estimator="reinmax",
+        kl_weight=0.5,
+        inference="sample",
+        seed=4,
+    )
+    config = layer.get_config()
+    assert {k: config[k] for k in ("num_codes", "code_dim", "groups", "kl_weight")} == {
+        "num_codes": 16,
+        "code_dim": 4,
+        "groups": 2,
+        "kl_weight": 0.5,
+    }
+    clone = kg.GumbelQuantizer.from_config(config)
+    assert (clone.hard, clone.inference, clone.seed) == (True, "sample", 4)
+    assert clone.min_temperature == 1.0  # ReinMax's
