@@ -34,6 +34,7 @@ FLOORS = {
     "keras_gumbel.ops": 6,
     "keras_gumbel.layers._base": 7,
     "keras_gumbel.layers.concrete_select": 8,
+    "keras_gumbel.layers.gumbel_quantizer": 8,
     "keras_gumbel.layers.gumbel_sigmoid": 8,
     "keras_gumbel.layers.gumbel_softmax": 8,
     "keras_gumbel.layers.gumbel_top_k": 8,

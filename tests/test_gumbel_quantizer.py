@@ -262,3 +262,90 @@ def test_config_round_trip_keeps_every_argument():
     clone = kg.GumbelQuantizer.from_config(config)
     assert (clone.hard, clone.inference, clone.seed) == (True, "sample", 4)
     assert clone.min_temperature == 1.0  # ReinMax's
+
+
+SERVE_SCRIPT = """
+import sys
+
+import numpy as np
+import tensorflow as tf
+
+folder = sys.argv[1]
+tokenizer = tf.saved_model.load(folder + "/tokenizer")
+detokenizer = tf.saved_model.load(folder + "/detokenizer")
+x = np.load(folder + "/x.npy")
+codes = tokenizer.serve(x).numpy()
+np.testing.assert_array_equal(codes, np.load(folder + "/codes.npy"))
+expected = np.load(folder + "/expected.npy")
+np.testing.assert_allclose(detokenizer.serve(codes).numpy(), expected, atol=1e-6)
+assert "keras_gumbel" not in sys.modules
+print("served without keras_gumbel")
+"""
+
+
+def tokenizer_parts():
+    """Image-like features -> Dense encoder -> quantizer -> Dense decoder."""
+    encoder = keras.Sequential([keras.Input((5,)), keras.layers.Dense(4)])
+    quantizer = kg.GumbelQuantizer(6, 3, groups=2, seed=0)
+    decoder = keras.Sequential([keras.Input((6,)), keras.layers.Dense(5)])
+    autoencoder = keras.Sequential([encoder, quantizer, decoder])
+    autoencoder.build((None, 5))
+    return encoder, quantizer, decoder, autoencoder
+
+
+@pytest.mark.skipif(
+    keras.backend.backend() != "tensorflow",
+    reason="SavedModel export and TFLite conversion need the TensorFlow backend",
+)
+def test_tokenizer_and_detokenizer_serve_without_the_package(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    import tensorflow as tf
+
+    from tests import test_export
+
+    encoder, quantizer, decoder, autoencoder = tokenizer_parts()
+    x = np.random.default_rng(0).normal(size=(16, 5)).astype("float32")
+    tokenizer = keras.export.ExportArchive()
+    tokenizer.track(autoencoder)
+    tokenizer.add_endpoint(
+        "serve",
+        lambda images: quantizer.encode(encoder(images)),
+        input_signature=[tf.TensorSpec((None, 5), tf.float32)],
+    )
+    tokenizer.write_out(str(tmp_path / "tokenizer"), verbose=False)
+    detokenizer = keras.export.ExportArchive()
+    detokenizer.track(autoencoder)
+    detokenizer.add_endpoint(
+        "serve",
+        lambda codes: decoder(quantizer.decode(codes)),
+        input_signature=[tf.TensorSpec((None, 2), tf.int32)],
+    )
+    detokenizer.write_out(str(tmp_path / "detokenizer"), verbose=False)
+    codes = testing.to_numpy(quantizer.encode(encoder(x)))
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "codes.npy", codes)
+    # The autoencoder's inference output is what the two endpoints compose to.
+    np.save(tmp_path / "expected.npy", autoencoder.predict(x, verbose=0))
+    result = subprocess.run(
+        [sys.executable, "-c", SERVE_SCRIPT, str(tmp_path)],
+        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "served without keras_gumbel" in result.stdout
+
+    # TFLite, builtin ops only: the tokenizer gives the same codes.
+    converter = tf.lite.TFLiteConverter.from_saved_model(str(tmp_path / "tokenizer"))
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+    (tflite_codes,) = test_export.run_tflite(converter.convert(), x)
+    np.testing.assert_array_equal(tflite_codes, codes)
+    # And the whole autoencoder converts with kg.export.to_tflite.
+    (reconstruction,) = test_export.run_tflite(kg.export.to_tflite(autoencoder), x)
+    np.testing.assert_allclose(
+        reconstruction, autoencoder.predict(x, verbose=0), rtol=1e-5, atol=1e-5
+    )

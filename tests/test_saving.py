@@ -20,7 +20,8 @@ ANNEALED = 1.25
 
 def every_layer(inference="softmax"):
     """One of each layer of the package: GumbelSoftmax with every estimator,
-    GumbelTopK, ConcreteSelect, GumbelSigmoid and HardConcreteGate. The default inference mode, "softmax",
+    GumbelTopK, ConcreteSelect, GumbelSigmoid, HardConcreteGate and
+    GumbelQuantizer. The default inference mode, "softmax",
     depends on the temperature, so a lost temperature changes predictions."""
     layers = [
         kg.GumbelSoftmax(
@@ -40,6 +41,9 @@ def every_layer(inference="softmax"):
     binary = "sigmoid" if inference == "softmax" else inference
     layers.append(kg.GumbelSigmoid(2.0, inference=binary, seed=22))
     layers.append(kg.HardConcreteGate(l0_weight=0.1, seed=23))
+    layers.append(
+        kg.GumbelQuantizer(8, 3, groups=2, kl_weight=0.1, inference=inference, seed=24)
+    )
     return layers
 
 
@@ -133,11 +137,12 @@ def test_keras_round_trip_resumes_training(kind, tmp_path):
     train_step(model, x, y)
     train_step(model, x, y)
     layers = gumbel_layers(model)
-    assert len(layers) == len(kg.ESTIMATORS) + 4
+    assert len(layers) == len(kg.ESTIMATORS) + 5
     for layer in layers:
         layer.temperature.assign(ANNEALED)
-    gate = layers[-1]
+    gate, quantizer = layers[-2:]
     gate.l0_weight.assign(0.03)  # annealed as well
+    quantizer.kl_weight.assign(0.04)
 
     loaded = testing.assert_model_save_load(model, x, tmp_path / "model.keras")
 
@@ -149,6 +154,11 @@ def test_keras_round_trip_resumes_training(kind, tmp_path):
             assert float(restored.l0_weight) == pytest.approx(0.03)
             np.testing.assert_array_equal(
                 restored.inference_gates(), original.inference_gates()
+            )
+        if isinstance(restored, kg.GumbelQuantizer):
+            assert float(restored.kl_weight) == pytest.approx(0.04)
+            np.testing.assert_array_equal(
+                testing.to_numpy(restored.codebook), testing.to_numpy(original.codebook)
             )
         # The seed generators continue where the original stands, rather than
         # restarting from the int seed and replaying the samples already drawn.

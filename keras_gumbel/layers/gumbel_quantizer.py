@@ -5,7 +5,7 @@ from typing import Any
 import keras
 import numpy as np
 
-from keras_gumbel import _checks, estimators, ops
+from keras_gumbel import _checks, _numerics, estimators, ops
 from keras_gumbel._typing import Shape, TensorLike
 from keras_gumbel.layers._base import EstimatorLayer
 
@@ -205,7 +205,9 @@ class GumbelQuantizer(EstimatorLayer):
 
     def encode(self, inputs: TensorLike) -> TensorLike:
         """The most likely code of each group, int32 `[..., groups]`."""
-        return keras.ops.cast(keras.ops.argmax(self.logits(inputs), axis=-1), "int32")
+        # The package's argmax: TensorFlow's own op, which TFLite converts
+        # (Keras's masks the sign bit with an op TFLite lacks).
+        return keras.ops.cast(_numerics.argmax(self.logits(inputs)), "int32")
 
     def decode(self, codes: TensorLike) -> TensorLike:
         """The codebook vectors of int `codes` `[..., groups]`, concatenated:
@@ -255,7 +257,7 @@ class GumbelQuantizer(EstimatorLayer):
             return self._mix(sample)
         inference = self.active_inference
         if inference == "argmax":
-            codes = keras.ops.cast(keras.ops.argmax(logits, axis=-1), "int32")
+            codes = keras.ops.cast(_numerics.argmax(logits), "int32")
             return self.decode(codes)
         if inference == "softmax":
             return self._mix(ops.tempered_softmax(logits, self.temperature))
@@ -276,7 +278,7 @@ class GumbelQuantizer(EstimatorLayer):
         flat_weights = keras.ops.reshape(weights, (-1, 1, 1))
         flat = keras.ops.reshape(logits, (-1, self.groups, self.num_codes))
         probabilities = keras.ops.softmax(flat, axis=-1)
-        codes = keras.ops.one_hot(keras.ops.argmax(flat, axis=-1), self.num_codes)
+        codes = keras.ops.one_hot(_numerics.argmax(flat), self.num_codes)
         self.code_perplexity.assign(
             _perplexity(keras.ops.sum(codes * flat_weights, axis=0) / count)
         )
