@@ -472,7 +472,8 @@ def save_plots(arch, rows, histories, args, out):
     floor = min(
         100 * r["accuracy"] for r in rows if not r["method"].endswith("no fine-tuning")
     )
-    left.set_ylim(max(0, floor - 5), 100 * dense["accuracy"] + 1.5)
+    top = max(100 * r["accuracy"] for r in rows)
+    left.set_ylim(max(0, floor - 5), top + 1.5)
     left.legend(fontsize=8, loc="lower right")
     left.set_title(
         f"{args.model} on {args.dataset}: accuracy against size", fontsize=10
@@ -541,7 +542,7 @@ def parse_args(argv):
     parser.add_argument(
         "--lambdas",
         type=lambdas,
-        default=[0.1, 1.0, 4.0],
+        default=[0.03, 0.1, 0.3],
         help="comma-separated L0 strengths; each gate costs lambda / N per "
         "weight it switches off (0.1: the paper's MLP)",
     )
