@@ -5,7 +5,7 @@ estimators, temperature annealing, and selection layers.
 """
 
 from keras_gumbel import callbacks, estimators, export, ops, random, schedules
-from keras_gumbel.callbacks import TemperatureAnnealing
+from keras_gumbel.callbacks import Annealing, TemperatureAnnealing
 from keras_gumbel.layers import (
     AnnealableLayer,
     ConcreteSelect,
@@ -23,6 +23,7 @@ ESTIMATORS = estimators.names()
 __all__ = [
     "ESTIMATORS",
     "AnnealableLayer",
+    "Annealing",
     "ConcreteSelect",
     "GumbelQuantizer",
     "GumbelSigmoid",

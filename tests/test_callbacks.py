@@ -1,6 +1,7 @@
 import collections
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -642,3 +643,393 @@ def test_mirrored_strategy_updates_every_replica():
     assert report["values"] == [0.5, 0.5]
     assert report["history"]["temperature"] == [4.0, 2.0, 1.0, 0.5]
     np.testing.assert_allclose(report["history"]["loss"], [16.0, 4.0, 1.0, 0.25])
+
+
+# `kg.Annealing`: any annealable variable, here the temperature and the L0
+# weight of a HardConcreteGate.
+
+# Hard Concrete limits (gamma, zeta) of HardConcreteGate's default.
+GAMMA, ZETA = -0.1, 1.1
+
+
+def gate_model(name="gate"):
+    """A HardConcreteGate on zero inputs: its L0 penalty is the whole loss.
+
+    The learning rate is 0, so `log_alpha` keeps its initial value and the loss
+    of a step is `l0_weight * expected_l0` at that step's temperature.
+    """
+    inputs = keras.Input((3,))
+    outputs = kg.HardConcreteGate(seed=0, name=name)(inputs)
+    model = keras.Model(inputs, outputs)
+    model.compile(optimizer=keras.optimizers.SGD(learning_rate=0.0), loss="mse")
+    return model
+
+
+def gate_data(samples):
+    return np.zeros((samples, 3), "float32"), np.zeros((samples, 3), "float32")
+
+
+def penalty(log_alpha, temperature, l0_weight):
+    """`l0_weight` times the expected L0 (Louizos et al. 2018, eq. 12), in NumPy."""
+    logits = np.asarray(log_alpha, "float64") - temperature * np.log(-GAMMA / ZETA)
+    return l0_weight * np.sum(1.0 / (1.0 + np.exp(-logits)))
+
+
+class VariableRecorder(keras.callbacks.Callback):
+    """Records the temperature and the L0 weight of one layer after every step."""
+
+    def __init__(self, layer_name):
+        super().__init__()
+        self.layer_name = layer_name
+        self.values = []
+
+    def on_train_batch_end(self, batch, logs=None):
+        # Reading `self.model` first syncs the JAX training state into the layer.
+        layer = self.model.get_layer(self.layer_name)
+        self.values.append(
+            (
+                float(testing.to_numpy(layer.temperature)),
+                float(testing.to_numpy(layer.l0_weight)),
+            )
+        )
+
+
+# 2 * 2**(-step / 2): a new temperature at every step, and a new L0 weight,
+# starting from 0 (which "non-negative" accepts). Both exact in float32 or
+# compared as float32 values.
+TEMPERATURE = kg.schedules.GeometricDecay(start=2.0, end=0.25, steps=6)
+
+
+def l0_schedule(step):
+    return 0.25 * step
+
+
+def two_annealings(frequency):
+    return [
+        kg.Annealing(TEMPERATURE, frequency=frequency, log_key="temperature"),
+        kg.Annealing(
+            l0_schedule, variable="l0_weight", frequency=frequency, log_key="l0_weight"
+        ),
+    ]
+
+
+@pytest.mark.parametrize("frequency", ["batch", "epoch"])
+def test_two_annealings_drive_temperature_and_l0_weight_in_one_fit(frequency):
+    model = gate_model(name=f"gate_{frequency}")
+    recorder = VariableRecorder(f"gate_{frequency}")
+    # Two steps per epoch, three epochs.
+    history = model.fit(
+        *gate_data(4),
+        batch_size=2,
+        epochs=3,
+        verbose=0,
+        callbacks=[*two_annealings(frequency), recorder],
+    )
+    steps = range(6) if frequency == "batch" else [0, 0, 1, 1, 2, 2]
+    temperatures = expected(TEMPERATURE, steps)
+    l0_weights = [l0_schedule(step) for step in steps]
+    assert recorder.values == list(zip(temperatures, l0_weights, strict=True))
+    # History keeps the values of each epoch's last step, under both keys.
+    assert history.history["temperature"] == temperatures[1::2]
+    assert history.history["l0_weight"] == l0_weights[1::2]
+    # The compiled step read both: each epoch's loss is the mean penalty of its
+    # steps, which depends on the temperature and the L0 weight of the step.
+    log_alpha = testing.to_numpy(model.get_layer(f"gate_{frequency}").log_alpha)
+    per_step = [
+        penalty(log_alpha, temperature, l0_weight)
+        for temperature, l0_weight in zip(temperatures, l0_weights, strict=True)
+    ]
+    np.testing.assert_allclose(
+        history.history["loss"], np.mean(np.reshape(per_step, (3, 2)), axis=1), 1e-5
+    )
+
+
+@pytest.mark.parametrize("frequency", ["batch", "epoch"])
+def test_backup_and_restore_resumes_both_annealed_variables(tmp_path, frequency):
+    def train(callbacks):
+        model = gate_model(name=f"gate_resume_{frequency}")
+        recorder = VariableRecorder(f"gate_resume_{frequency}")
+        try:
+            history = model.fit(
+                *gate_data(4),
+                batch_size=2,
+                epochs=3,
+                verbose=0,
+                callbacks=[*two_annealings(frequency), recorder, *callbacks],
+            )
+        except RuntimeError:
+            history = None
+        return recorder.values, history
+
+    uninterrupted, full_history = train([])
+    backup = keras.callbacks.BackupAndRestore(tmp_path / "backup")
+    before, _ = train([backup, Interrupt(epoch=1)])
+    after, resumed_history = train([backup])
+    assert (len(before), len(after)) == (2, 4)
+    assert before + after == uninterrupted
+    assert resumed_history.history == {
+        key: values[1:] for key, values in full_history.history.items()
+    }
+    # A new value of each variable at every step (batch) or epoch, so a
+    # restarted or skipped count would show.
+    assert len(set(uninterrupted)) == (6 if frequency == "batch" else 3)
+
+
+def gated_model():
+    inner_inputs = keras.Input((4,))
+    inner_gate = kg.HardConcreteGate(seed=1, name="inner_gate")(inner_inputs)
+    inner = keras.Model(inner_inputs, inner_gate, name="inner")
+    inputs = keras.Input((4,))
+    gated = kg.HardConcreteGate(seed=0, name="gate")(inputs)
+    outputs = kg.GumbelSoftmax(seed=2, name="gumbel")(inner(gated))
+    model = keras.Model(inputs, outputs, name="gated")
+    model.compile(optimizer="sgd", loss="mse")
+    return model
+
+
+def gated_values(model):
+    layers = {layer.name: layer for layer in model._flatten_layers()}
+    return {
+        "gate": float(layers["gate"].l0_weight),
+        "inner_gate": float(layers["inner_gate"].l0_weight),
+        "gumbel_temperature": float(layers["gumbel"].temperature),
+    }
+
+
+def test_annealing_finds_every_layer_with_the_variable_in_nested_models():
+    model = gated_model()
+    annealing = kg.Annealing(lambda epoch: 0.5, variable="l0_weight", frequency="epoch")
+    run_epoch_begin(annealing, model)
+    # The GumbelSoftmax has no L0 weight: it is left alone.
+    assert sorted(layer.name for layer in annealing.annealed_layers) == [
+        "gate",
+        "inner_gate",
+    ]
+    assert gated_values(model) == {
+        "gate": 0.5,
+        "inner_gate": 0.5,
+        "gumbel_temperature": 1.0,
+    }
+    temperature = kg.Annealing(lambda epoch: 0.25, frequency="epoch")
+    run_epoch_begin(temperature, model)
+    assert sorted(layer.name for layer in temperature.annealed_layers) == [
+        "gate",
+        "gumbel",
+        "inner_gate",
+    ]
+
+
+@pytest.mark.parametrize("by", ["name", "object"])
+def test_annealing_layers_selects_by_name_or_object(by):
+    model = gated_model()
+    inner_gate = model.get_layer("inner").get_layer("inner_gate")
+    layers = ["inner_gate"] if by == "name" else [inner_gate]
+    annealing = kg.Annealing(
+        lambda epoch: 0.5, variable="l0_weight", layers=layers, frequency="epoch"
+    )
+    run_epoch_begin(annealing, model)
+    assert annealing.annealed_layers == [inner_gate]
+    assert gated_values(model) == {
+        "gate": 0.0,
+        "inner_gate": 0.5,
+        "gumbel_temperature": 1.0,
+    }
+
+
+@pytest.mark.parametrize(
+    "variable, error",
+    [(3, TypeError), (None, TypeError), ("", ValueError)],
+)
+def test_annealing_rejects_a_bad_variable_argument(variable, error):
+    with pytest.raises(
+        error, match=rf"argument `variable`.*Received: variable={variable!r}"
+    ):
+        kg.Annealing(HALVING, variable=variable)
+
+
+def test_annealing_rejects_a_variable_no_layer_of_the_model_has():
+    annealing = kg.Annealing(HALVING, variable="kl_weight", frequency="epoch")
+    with pytest.raises(
+        ValueError,
+        match=r"argument `variable`.*model 'gated'.*"
+        r"'gate': \['temperature', 'l0_weight'\].*'gumbel': \['temperature'\].*"
+        r"Received: variable='kl_weight'",
+    ):
+        run_epoch_begin(annealing, gated_model())
+
+
+def test_annealing_rejects_a_listed_layer_without_the_variable():
+    annealing = kg.Annealing(
+        HALVING, variable="l0_weight", layers=["gate", "gumbel"], frequency="epoch"
+    )
+    with pytest.raises(
+        ValueError,
+        match=r"argument `layers`.*annealable variable 'l0_weight'; layer 'gumbel' "
+        r"has \['temperature'\]. Received: layers=\['gate', 'gumbel'\]",
+    ):
+        run_epoch_begin(annealing, gated_model())
+
+
+def test_a_learned_temperature_blocks_only_temperature_annealing():
+    inputs = keras.Input((3,))
+    gated = kg.HardConcreteGate(seed=0, name="gate")(inputs)
+    outputs = kg.GumbelSoftmax(trainable_temperature=True, name="learned")(gated)
+    model = keras.Model(inputs, outputs)
+    l0_weight = kg.Annealing(lambda epoch: 0.5, variable="l0_weight", frequency="epoch")
+    run_epoch_begin(l0_weight, model)
+    assert float(model.get_layer("gate").l0_weight) == 0.5
+    with pytest.raises(
+        ValueError,
+        match=r"'learned' has trainable_temperature=True.*so Annealing cannot also",
+    ):
+        run_epoch_begin(kg.Annealing(HALVING, frequency="epoch"), model)
+
+
+@pytest.mark.parametrize(
+    "variable, value, error, expected",
+    [
+        ("l0_weight", -1e-3, ValueError, "a non-negative finite"),
+        ("l0_weight", float("nan"), ValueError, "a non-negative finite"),
+        ("l0_weight", float("inf"), ValueError, "a non-negative finite"),
+        ("temperature", 0.0, ValueError, "a positive finite"),
+        ("l0_weight", [1.0, 2.0], TypeError, "a scalar float"),
+    ],
+)
+def test_annealing_rejects_values_the_variable_does_not_take(
+    variable, value, error, expected
+):
+    annealing = kg.Annealing(lambda epoch: value, variable=variable, frequency="epoch")
+    with pytest.raises(
+        error,
+        match=rf"`schedule` for step 3 \(the epoch index\)\. Expected {expected} "
+        rf"{variable}\. Received: {variable}={re.escape(repr(value))}$",
+    ):
+        run_epoch_begin(annealing, gate_model(name="gate_bad_value"), epoch=3)
+
+
+def test_non_negative_accepts_zero():
+    model = gate_model(name="gate_zero")
+    model.get_layer("gate_zero").l0_weight.assign(1.0)
+    annealing = kg.Annealing(lambda epoch: 0.0, variable="l0_weight", frequency="epoch")
+    run_epoch_begin(annealing, model)
+    assert float(model.get_layer("gate_zero").l0_weight) == 0.0
+
+
+def test_annealing_logs_only_with_a_log_key_and_prints_the_variable(capsys):
+    model = gate_model(name="gate_verbose")
+    history = model.fit(
+        *gate_data(3),
+        batch_size=1,
+        verbose=0,
+        callbacks=[
+            kg.Annealing(lambda step: 0.5 * step, variable="l0_weight", verbose=1)
+        ],
+    )
+    assert set(history.history) == {"loss"}
+    lines = [line for line in capsys.readouterr().out.splitlines() if line]
+    assert lines == [
+        "Step 0: Annealing setting l0_weight to 0.",
+        "Step 1: Annealing setting l0_weight to 0.5.",
+        "Step 2: Annealing setting l0_weight to 1.",
+    ]
+
+
+class Scaled(kg.AnnealableLayer):
+    """Outputs its `scale`, a variable it declares annealable."""
+
+    annealable_variables = {
+        **kg.AnnealableLayer.annealable_variables,
+        "scale": "positive",
+    }
+
+    def __init__(self, **kwargs):
+        super().__init__(1.0, **kwargs)
+        self.scale = self.add_weight(
+            name="scale",
+            shape=(),
+            dtype="float32",
+            initializer="ones",
+            trainable=False,
+            autocast=False,
+        )
+
+    def call(self, inputs):
+        return inputs * 0.0 + ops.cast(self.scale, inputs.dtype)
+
+
+def test_a_layer_declares_its_own_annealable_variable():
+    inputs = keras.Input((1,))
+    hidden = keras.layers.Dense(1, kernel_initializer="ones")(inputs)
+    model = keras.Model(inputs, Scaled(name="scaled")(hidden))
+    model.compile(optimizer="sgd", loss="mse")
+    annealing = kg.Annealing(HALVING, variable="scale", log_key="scale")
+    history = model.fit(
+        *probe_data(2), batch_size=2, epochs=4, verbose=0, callbacks=[annealing]
+    )
+    assert history.history["scale"] == [4.0, 2.0, 1.0, 0.5]
+    np.testing.assert_allclose(history.history["loss"], [16.0, 4.0, 1.0, 0.25])
+    # Declared "positive": 0 is refused.
+    zero = kg.Annealing(lambda epoch: 0.0, variable="scale", frequency="epoch")
+    with pytest.raises(ValueError, match="Expected a positive finite scale"):
+        run_epoch_begin(zero, model)
+
+
+@pytest.mark.parametrize(
+    "declared, match",
+    [
+        ({"scale": "bounded"}, r"'scale' as 'bounded'; the kinds Annealing knows"),
+        ({"offset": "positive"}, r"`offset` is not a scalar variable: None"),
+    ],
+)
+def test_annealing_refuses_a_declaration_it_cannot_honour(declared, match):
+    class Declared(Scaled):
+        annealable_variables = {**Scaled.annealable_variables, **declared}
+
+    inputs = keras.Input((1,))
+    model = keras.Model(inputs, Declared(name="declared")(inputs))
+    annealing = kg.Annealing(HALVING, variable=next(iter(declared)), frequency="epoch")
+    with pytest.raises(ValueError, match=match):
+        run_epoch_begin(annealing, model)
+
+
+def test_temperature_annealing_is_annealing_of_the_temperature():
+    annealing = kg.TemperatureAnnealing(HALVING)
+    assert isinstance(annealing, kg.Annealing)
+    assert (annealing.variable, annealing.log_key) == ("temperature", "temperature")
+    # Its config is what it was before `Annealing` existed: no `variable`.
+    assert set(annealing.get_config()) == {
+        "schedule",
+        "layers",
+        "frequency",
+        "verbose",
+        "log_key",
+    }
+    model = probe_model(name="probe_subclass")
+    model.fit(*probe_data(2), epochs=2, verbose=0, callbacks=[annealing])
+    assert annealing.temperature == annealing.value == 2.0
+
+
+def test_annealing_config_round_trip():
+    annealing = kg.Annealing(
+        HALVING,
+        variable="l0_weight",
+        layers=["gate"],
+        frequency="epoch",
+        verbose=1,
+        log_key="l0",
+    )
+    config = annealing.get_config()
+    assert (config["variable"], config["layers"], config["log_key"]) == (
+        "l0_weight",
+        ["gate"],
+        "l0",
+    )
+    for rebuilt in (
+        kg.Annealing.from_config(json.loads(json.dumps(config))),
+        keras.saving.deserialize_keras_object(
+            keras.saving.serialize_keras_object(annealing)
+        ),
+    ):
+        assert type(rebuilt) is kg.Annealing
+        assert rebuilt.get_config() == config
+        assert expected(rebuilt.schedule, range(6)) == expected(HALVING, range(6))

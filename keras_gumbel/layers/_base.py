@@ -47,6 +47,13 @@ class AnnealableLayer(keras.layers.Layer):
     `override` switches the mode and the seed for a traced function, which is
     how `keras_gumbel.export` builds its sampling endpoints.
 
+    `annealable_variables` names the scalar variables that
+    `keras_gumbel.Annealing` may assign from a schedule, each the attribute
+    that holds it, with the values it accepts: `"positive"` (finite, > 0) or
+    `"non-negative"` (finite, >= 0). Here it is `{"temperature": "positive"}`;
+    a subclass with another such variable extends it, as
+    `keras_gumbel.HardConcreteGate` does with `"l0_weight"`.
+
     Args:
         temperature: Initial temperature, a positive float.
         trainable_temperature: If True, the optimizer learns the temperature.
@@ -69,6 +76,10 @@ class AnnealableLayer(keras.layers.Layer):
     # logits beyond 65504 into infinities before the layer can compute in
     # float32, so it casts its output to the compute dtype itself.
     autocast_inputs: ClassVar[bool] = True
+    # The variables `Annealing` may set, by attribute name, and the kind of
+    # value each accepts. Subclasses extend the dict rather than replace it, so
+    # the temperature stays annealable.
+    annealable_variables: ClassVar[dict[str, str]] = {"temperature": "positive"}
 
     def __init__(
         self,

@@ -110,6 +110,10 @@ class HardConcreteGate(AnnealableLayer):
     """
 
     learns_temperature = False
+    annealable_variables = {
+        **AnnealableLayer.annealable_variables,
+        "l0_weight": "non-negative",
+    }
 
     def __init__(
         self,
