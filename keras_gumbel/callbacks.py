@@ -10,9 +10,15 @@ import keras
 import numpy as np
 
 from keras_gumbel import _checks
-from keras_gumbel.layers import AnnealableLayer, HardConcreteGate, model_layers
+from keras_gumbel.layers import (
+    AnnealableLayer,
+    GumbelQuantizer,
+    HardConcreteGate,
+    model_layers,
+)
 
 __all__ = [
+    "CodebookLogger",
     "Annealing",
     "OpenGatesLogger",
     "TemperatureAnnealing",
@@ -594,6 +600,93 @@ class OpenGatesLogger(keras.callbacks.Callback):
             expected = keras.ops.convert_to_numpy(layer.expected_l0())
             logs[f"{layer.name}/expected_open_gates"] = float(expected)
             logs[f"{layer.name}/open_gates"] = int(np.sum(layer.open_gates()))
+
+    def get_config(self) -> dict:
+        return {}
+
+
+@keras.saving.register_keras_serializable(package="keras_gumbel")
+class CodebookLogger(keras.callbacks.Callback):
+    """Writes the code perplexities of every `GumbelQuantizer` into the logs.
+
+    For each `keras_gumbel.GumbelQuantizer` of the model (nested models
+    included) it writes `"<layer name>/code_perplexity"` and
+    `"<layer name>/prob_perplexity"` into the logs at the end of every batch
+    (the running mean over the epoch's batches so far, which the progress bar
+    shows) and of every epoch (the mean over the epoch's batches, which
+    `History.history` and `keras.callbacks.TensorBoard` get when this callback
+    comes before it in the `callbacks` list).
+
+    The layer stores the perplexities of each training batch in its variables
+    `code_perplexity` and `prob_perplexity` (see its docstring); this callback
+    reads them after each step. A callback rather than a metric of the layer:
+    on the JAX backend, Keras's `fit` (3.15) does not carry the state of a
+    metric that a layer updates in `call` (keras-team/keras#21639). With
+    `steps_per_execution=N` only every N-th batch is seen.
+
+    Example:
+
+    >>> import numpy as np
+    >>> import keras
+    >>> import keras_gumbel
+    >>> quantizer = keras_gumbel.GumbelQuantizer(8, 2, seed=0, name="codes")
+    >>> model = keras.Sequential([keras.Input((3,)), quantizer, keras.layers.Dense(3)])
+    >>> model.compile(optimizer="adam", loss="mse")
+    >>> x = np.random.default_rng(0).normal(size=(32, 3)).astype("float32")
+    >>> history = model.fit(
+    ...     x, x, batch_size=8, epochs=2, verbose=0,
+    ...     callbacks=[keras_gumbel.callbacks.CodebookLogger()],
+    ... )
+    >>> perplexity = history.history["codes/code_perplexity"]
+    >>> len(perplexity), all(1.0 <= p <= 8.0 for p in perplexity)
+    (2, True)
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.quantizers: list[GumbelQuantizer] = []
+        self._sums: dict[str, float] = {}
+        self._batches = 0
+
+    def on_train_begin(self, logs: dict | None = None) -> None:
+        layers = [self.model, *model_layers(self.model)]
+        self.quantizers = list(
+            {
+                id(layer): layer
+                for layer in layers
+                if isinstance(layer, GumbelQuantizer)
+            }.values()
+        )
+        if not self.quantizers:
+            raise ValueError(
+                f"CodebookLogger found no `keras_gumbel.GumbelQuantizer` in "
+                f"model {self.model.name!r}; the model's layers are "
+                f"{[layer.name for layer in layers[1:]]}."
+            )
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        self._sums = {}
+        self._batches = 0
+
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        # Reading `self.model` syncs the JAX training state into the variables.
+        self.model  # noqa: B018
+        self._batches += 1
+        for layer in self.quantizers:
+            for name in ("code_perplexity", "prob_perplexity"):
+                key = f"{layer.name}/{name}"
+                value = float(keras.ops.convert_to_numpy(getattr(layer, name)))
+                self._sums[key] = self._sums.get(key, 0.0) + value
+        self._write(logs)
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        self._write(logs)
+
+    def _write(self, logs):
+        if logs is None or not self._batches:
+            return
+        for key, total in self._sums.items():
+            logs[key] = total / self._batches
 
     def get_config(self) -> dict:
         return {}

@@ -349,3 +349,87 @@ def test_tokenizer_and_detokenizer_serve_without_the_package(tmp_path):
     np.testing.assert_allclose(
         reconstruction, autoencoder.predict(x, verbose=0), rtol=1e-5, atol=1e-5
     )
+
+
+def frozen_model(quantizer):
+    """A model around `quantizer` whose weights never move (SGD at rate 0)."""
+    model = keras.Sequential([keras.Input((5,)), quantizer, keras.layers.Dense(5)])
+    model.compile(optimizer=keras.optimizers.SGD(0.0), loss="mse")
+    return model
+
+
+def test_codebook_logger_writes_the_epoch_mean_of_the_batch_perplexities():
+    quantizer = kg.GumbelQuantizer(4, 2, groups=2, seed=3, name="codes")
+    model = frozen_model(quantizer)
+    x = np.random.default_rng(4).normal(size=(48, 5)).astype("float32") * 3
+    history = model.fit(
+        x,
+        x,
+        batch_size=16,
+        epochs=2,
+        shuffle=False,
+        verbose=0,
+        callbacks=[kg.callbacks.CodebookLogger()],
+    )
+    # The weights stay fixed, so each batch's perplexities follow from its logits.
+    code, prob = [], []
+    for batch in np.split(x, 3):
+        logits = numpy_logits(quantizer, batch)
+        codes = logits.argmax(-1)
+        code.append(
+            sum(
+                entropy_perplexity(np.bincount(codes[:, g], minlength=4) / 16)
+                for g in range(2)
+            )
+        )
+        average = testing.softmax(logits).mean(axis=0)
+        prob.append(sum(entropy_perplexity(average[g]) for g in range(2)))
+    for epoch in range(2):
+        assert history.history["codes/code_perplexity"][epoch] == pytest.approx(
+            np.mean(code), rel=1e-5
+        )
+        assert history.history["codes/prob_perplexity"][epoch] == pytest.approx(
+            np.mean(prob), rel=1e-5
+        )
+
+
+def test_codebook_logger_needs_a_quantizer():
+    model = keras.Sequential([keras.Input((5,)), keras.layers.Dense(5)])
+    model.compile(optimizer="sgd", loss="mse")
+    with pytest.raises(ValueError, match="found no `keras_gumbel.GumbelQuantizer`"):
+        model.fit(
+            X, X[:, :5], epochs=1, verbose=0, callbacks=[kg.callbacks.CodebookLogger()]
+        )
+
+
+def test_temperature_and_kl_weight_annealed_in_one_fit():
+    quantizer = kg.GumbelQuantizer(4, 2, kl_weight=0.0, seed=0, name="codes")
+    model = frozen_model(quantizer)
+    seen = []
+
+    class Probe(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            self.model  # noqa: B018 (on JAX, syncs the variables' values)
+            seen.append(
+                (
+                    float(testing.to_numpy(quantizer.temperature)),
+                    float(testing.to_numpy(quantizer.kl_weight)),
+                )
+            )
+
+    temperature = kg.TemperatureAnnealing(lambda step: 1.0 / (1 + step))
+    kl_weight = kg.Annealing(
+        lambda step: 0.5 * step, variable="kl_weight", log_key="kl_weight"
+    )
+    history = model.fit(
+        X,
+        X,
+        batch_size=2,
+        epochs=1,
+        shuffle=False,
+        verbose=0,
+        callbacks=[temperature, kl_weight, Probe()],
+    )
+    assert seen == [(1.0, 0.0), (0.5, 0.5), (pytest.approx(1 / 3), 1.0)]
+    assert history.history["kl_weight"] == [1.0]
+    assert history.history["temperature"] == [pytest.approx(1 / 3)]

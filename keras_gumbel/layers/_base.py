@@ -1,7 +1,8 @@
 """What every temperature-carrying layer of the package shares.
 
-`TemperatureAnnealing` recognises an annealable layer by this base class: it owns
-a scalar float32 variable named `temperature` and a `SeedGenerator`.
+`Annealing` and `TemperatureAnnealing` recognise an annealable layer by this base
+class: it owns a scalar float32 variable named `temperature` (and declares any
+other annealable variables) and a `SeedGenerator`.
 `annealable_layers` finds them in a model, for the callbacks and for export.
 """
 

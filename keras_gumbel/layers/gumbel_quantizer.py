@@ -47,11 +47,12 @@ class GumbelQuantizer(EstimatorLayer):
     diversity measure). `keras_gumbel.callbacks.CodebookLogger` writes them
     into the `fit` logs.
 
-    `temperature` and `kl_weight` are scalar float32 non-trainable variables
-    (`kl_weight` can be annealed, like the temperature; DALL-E raises it from 0
-    over training). The projection and the codebook are float32 variables;
-    under mixed precision the sampling runs in float32 and the output has the
-    layer's compute dtype. A Keras mask over the positions passes through.
+    `temperature` and `kl_weight` are scalar float32 non-trainable variables,
+    both annealable: `keras_gumbel.Annealing(schedule, variable="kl_weight")`
+    raises the weight from 0 over training as DALL-E does. The projection and
+    the codebook are float32 variables; under mixed precision the sampling
+    runs in float32 and the output has the layer's compute dtype. A Keras
+    mask over the positions passes through.
 
     Args:
         num_codes: Codebook size per group, an int >= 2.
@@ -107,6 +108,10 @@ class GumbelQuantizer(EstimatorLayer):
     # The features are cast to float32 here, and the output to the compute
     # dtype by the base class.
     autocast_inputs = False
+    annealable_variables = {
+        **EstimatorLayer.annealable_variables,
+        "kl_weight": "non-negative",
+    }
 
     def __init__(
         self,
