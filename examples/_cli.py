@@ -2,6 +2,7 @@
 
 import argparse
 import math
+import pathlib
 
 
 def print_table(rows, headers):
@@ -29,3 +30,22 @@ def positive_float(text):
     if not math.isfinite(value) or value <= 0:
         raise argparse.ArgumentTypeError(f"expected a positive number, got {text}")
     return value
+
+
+def write_between_markers(path, text, start, end):
+    """Puts `text` between the markers `start` and `end` in the file `path`.
+
+    Text outside the markers is kept; without them (or without the file) the
+    block is appended, so a new results page can be started from nothing.
+    """
+    path = pathlib.Path(path)
+    block = f"{start}\n{text}\n{end}"
+    current = path.read_text() if path.exists() else ""
+    if start in current and end in current:
+        before = current.split(start)[0]
+        after = current.split(end, 1)[1]
+        current = before + block + after
+    else:
+        current = (current + "\n\n" if current else "# Results\n\n") + block + "\n"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(current)

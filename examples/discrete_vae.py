@@ -44,7 +44,12 @@ logging.getLogger("tensorflow").setLevel(logging.ERROR)
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
-from _cli import positive_float, positive_int, print_table  # noqa: E402
+from _cli import (  # noqa: E402
+    positive_float,
+    positive_int,
+    print_table,
+    write_between_markers,
+)
 from _data import DATASET_HELP, DATASETS, load_or_exit  # noqa: E402
 from keras import ops  # noqa: E402
 
@@ -481,21 +486,8 @@ def compare(args, data):
 
 
 def write_results(path, table, start, end):
-    """Puts `table` between the markers `start` and `end` in `path`.
-
-    Text outside the markers is kept; without them (or without the file) the
-    block is appended.
-    """
-    block = f"{start}\n{table}\n{end}"
-    text = path.read_text() if path.exists() else ""
-    if start in text and end in text:
-        before = text.split(start)[0]
-        after = text.split(end, 1)[1]
-        text = before + block + after
-    else:
-        text = (text + "\n\n" if text else "# Results\n\n") + block + "\n"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
+    """Puts `table` between the markers `start` and `end` in `path`."""
+    write_between_markers(path, table, start, end)
     print(f"Wrote the comparison table to {path}")
 
 

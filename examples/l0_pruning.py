@@ -41,7 +41,12 @@ logging.getLogger("tensorflow").setLevel(logging.ERROR)
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
-from _cli import positive_float, positive_int, print_table  # noqa: E402
+from _cli import (  # noqa: E402
+    positive_float,
+    positive_int,
+    print_table,
+    write_between_markers,
+)
 from _data import DATASET_HELP, DATASETS, load_or_exit  # noqa: E402
 
 import keras_gumbel as kg  # noqa: E402
@@ -496,12 +501,7 @@ def save_plots(arch, rows, histories, args, out):
 
 
 def write_results(path, args, argv, arch, rows, data):
-    start, end = results_markers(args.model, args.dataset)
-    text = pathlib.Path(path).read_text()
-    if start not in text or end not in text:
-        raise SystemExit(f"error: --results {path} has no {start} ... {end} markers")
     lines = [
-        "",
         f"Command: `python examples/l0_pruning.py {' '.join(argv)}` "
         f"({args.epochs} epochs of batch {args.batch_size}, dataset "
         f"`{args.dataset}`: {len(data.x_train)} training and {len(data.x_test)} "
@@ -510,11 +510,10 @@ def write_results(path, args, argv, arch, rows, data):
         "| " + " | ".join(HEADERS) + " |",
         "|" + "---|" * len(HEADERS),
         *("| " + " | ".join(cells) + " |" for cells in table(arch, rows)),
-        "",
     ]
-    before, rest = text.split(start, 1)
-    after = rest.split(end, 1)[1]
-    pathlib.Path(path).write_text(before + start + "\n".join(lines) + end + after)
+    write_between_markers(
+        path, "\n".join(lines), *results_markers(args.model, args.dataset)
+    )
 
 
 def lambdas(text):

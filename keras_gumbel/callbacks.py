@@ -536,6 +536,22 @@ class TemperatureAnnealing(Annealing):
         return config
 
 
+def _layers_of_type(model, layer_type, callback):
+    """Every layer of `model` (nested models included) that is a `layer_type`,
+    once each; a logger with nothing to log says so."""
+    layers = [model, *model_layers(model)]
+    found = list(
+        {id(layer): layer for layer in layers if isinstance(layer, layer_type)}.values()
+    )
+    if not found:
+        raise ValueError(
+            f"{type(callback).__name__} found no `keras_gumbel."
+            f"{layer_type.__name__}` in model {model.name!r}; the model's layers "
+            f"are {[layer.name for layer in layers[1:]]}."
+        )
+    return found
+
+
 @keras.saving.register_keras_serializable(package="keras_gumbel")
 class OpenGatesLogger(keras.callbacks.Callback):
     """Writes the open gates of every `HardConcreteGate` into the epoch logs.
@@ -578,20 +594,7 @@ class OpenGatesLogger(keras.callbacks.Callback):
         self.gates: list[HardConcreteGate] = []
 
     def on_train_begin(self, logs: dict | None = None) -> None:
-        layers = [self.model, *model_layers(self.model)]
-        self.gates = list(
-            {
-                id(layer): layer
-                for layer in layers
-                if isinstance(layer, HardConcreteGate)
-            }.values()
-        )
-        if not self.gates:
-            raise ValueError(
-                f"OpenGatesLogger found no `keras_gumbel.HardConcreteGate` in "
-                f"model {self.model.name!r}; the model's layers are "
-                f"{[layer.name for layer in layers[1:]]}."
-            )
+        self.gates = _layers_of_type(self.model, HardConcreteGate, self)
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         if logs is None:
@@ -649,20 +652,7 @@ class CodebookLogger(keras.callbacks.Callback):
         self._batches = 0
 
     def on_train_begin(self, logs: dict | None = None) -> None:
-        layers = [self.model, *model_layers(self.model)]
-        self.quantizers = list(
-            {
-                id(layer): layer
-                for layer in layers
-                if isinstance(layer, GumbelQuantizer)
-            }.values()
-        )
-        if not self.quantizers:
-            raise ValueError(
-                f"CodebookLogger found no `keras_gumbel.GumbelQuantizer` in "
-                f"model {self.model.name!r}; the model's layers are "
-                f"{[layer.name for layer in layers[1:]]}."
-            )
+        self.quantizers = _layers_of_type(self.model, GumbelQuantizer, self)
 
     def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
         self._sums = {}
