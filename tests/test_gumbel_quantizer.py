@@ -433,3 +433,59 @@ def test_temperature_and_kl_weight_annealed_in_one_fit():
     assert seen == [(1.0, 0.0), (0.5, 0.5), (pytest.approx(1 / 3), 1.0)]
     assert history.history["kl_weight"] == [1.0]
     assert history.history["temperature"] == [pytest.approx(1 / 3)]
+
+
+def test_resumed_training_anneals_and_learns_exactly_as_uninterrupted(tmp_path):
+    """Temperature and KL weight annealed per step; interrupted after epoch 1
+    and resumed with BackupAndRestore, the run gets the same values, the same
+    losses and the same codebook as one that never stopped."""
+    from tests.test_callbacks import Interrupt
+
+    x = np.random.default_rng(5).normal(size=(8, 5)).astype("float32")
+
+    def train(callbacks):
+        keras.utils.set_random_seed(0)
+        quantizer = kg.GumbelQuantizer(4, 2, groups=2, seed=0, name="codes")
+        model = keras.Sequential([keras.Input((5,)), quantizer, keras.layers.Dense(5)])
+        model.compile(optimizer=keras.optimizers.SGD(0.1), loss="mse")
+        seen = []
+
+        class Probe(keras.callbacks.Callback):
+            def on_train_batch_end(self, batch, logs=None):
+                self.model  # noqa: B018 (on JAX, syncs the variables' values)
+                seen.append(
+                    (
+                        float(testing.to_numpy(quantizer.temperature)),
+                        float(testing.to_numpy(quantizer.kl_weight)),
+                    )
+                )
+
+        annealing = [
+            kg.TemperatureAnnealing(lambda step: 2.0 / (1 + step)),
+            kg.Annealing(lambda step: 0.1 * step, variable="kl_weight", log_key="kl"),
+        ]
+        try:
+            history = model.fit(
+                x,
+                x,
+                batch_size=4,
+                epochs=3,
+                shuffle=False,
+                verbose=0,
+                callbacks=[*annealing, Probe(), *callbacks],
+            )
+        except RuntimeError:
+            history = None
+        return seen, history, testing.to_numpy(quantizer.codebook)
+
+    uninterrupted, full, codebook = train([])
+    backup = keras.callbacks.BackupAndRestore(tmp_path / "backup")
+    before, _, _ = train([backup, Interrupt(epoch=1)])
+    after, resumed, resumed_codebook = train([backup])
+    assert before + after == uninterrupted
+    assert len(set(uninterrupted)) == 6  # a new pair of values every step
+    for key in ("loss", "temperature", "kl"):
+        np.testing.assert_allclose(
+            resumed.history[key], full.history[key][1:], rtol=1e-6
+        )
+    np.testing.assert_allclose(resumed_codebook, codebook, rtol=1e-6, atol=1e-7)
