@@ -30,7 +30,12 @@ logging.getLogger("tensorflow").setLevel(logging.ERROR)
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
-from _cli import positive_float, positive_int, print_table  # noqa: E402
+from _cli import (  # noqa: E402
+    positive_float,
+    positive_int,
+    print_table,
+    write_between_markers,
+)
 from _data import DATASET_HELP, DATASETS, load_or_exit  # noqa: E402
 
 import keras_gumbel as kg  # noqa: E402
@@ -121,6 +126,19 @@ def save_pictures(x_train, x_test, indices, decoded, linear, out):
     plt.close(figure)
 
 
+def seed_list(text):
+    """argparse type: comma-separated integer seeds."""
+    try:
+        seeds = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated integers, got {text}"
+        ) from None
+    if not seeds:
+        raise argparse.ArgumentTypeError(f"expected at least one seed, got {text!r}")
+    return seeds
+
+
 def parse_args(argv):
     parser = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0],
@@ -147,11 +165,184 @@ def parse_args(argv):
     )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="feature_selection_out")
-    return parser, parser.parse_args(argv)
+    parser.add_argument(
+        "--protocol",
+        choices=("holdout", "abid"),
+        default="holdout",
+        help="holdout: train on the dataset's training images, score on the "
+        "held-out ones, pictures; abid: Abid et al.'s Table 1 protocol (10,000 "
+        "images: 5400 training, 600 validation, 4000 test), linear MSE and "
+        "extremely-randomized-trees accuracy over --seeds, beside the baselines",
+    )
+    parser.add_argument(
+        "--seeds",
+        type=seed_list,
+        default=[0, 1, 2],
+        help="comma-separated seeds for --protocol abid",
+    )
+    parser.add_argument(
+        "--results",
+        default=None,
+        help="markdown file that --protocol abid writes its table into",
+    )
+    args = parser.parse_args(argv)
+    if args.protocol == "abid" and args.dataset not in ("fashion_mnist", "mnist"):
+        parser.error(
+            "argument --protocol: abid needs 10,000 images of 28 x 28, "
+            f"--dataset fashion_mnist or mnist; got --dataset {args.dataset}"
+        )
+    return parser, args
+
+
+def train_selector(args, x_train, seed, validation=None, verbose=1):
+    """Trains the concrete autoencoder; returns (model, selector, seconds)."""
+    keras.utils.set_random_seed(seed)
+    model, selector = build_model(x_train.shape[1], args.k, seed, args.unique)
+    model.compile(optimizer=keras.optimizers.Adam(args.learning_rate), loss="mse")
+    steps = args.epochs * math.ceil(len(x_train) / args.batch_size)
+    schedule = kg.schedules.GeometricDecay(
+        args.start_temperature, args.end_temperature, steps
+    )
+    start = time.perf_counter()
+    model.fit(
+        x_train,
+        x_train,
+        batch_size=args.batch_size,
+        epochs=args.epochs,
+        validation_data=None if validation is None else (validation, validation),
+        callbacks=[kg.TemperatureAnnealing(schedule)],
+        verbose=verbose,
+    )
+    return model, selector, time.perf_counter() - start
+
+
+def trees_accuracy(x_train, y_train, x_test, y_test, columns, seed):
+    """Test accuracy of 50 extremely randomized trees on the `columns`."""
+    from sklearn.ensemble import ExtraTreesClassifier
+
+    trees = ExtraTreesClassifier(n_estimators=50, random_state=seed, n_jobs=1)
+    trees.fit(x_train[:, columns], y_train)
+    return float(trees.score(x_test[:, columns], y_test))
+
+
+def pca_features(x_train, x_test, components):
+    from sklearn.decomposition import PCA
+
+    pca = PCA(components, random_state=0).fit(x_train)
+    return pca.transform(x_train), pca.transform(x_test)
+
+
+# Abid et al. (2019), Table 1, MNIST-Fashion: linear-regression MSE and
+# extremely-randomized-trees accuracy.
+ABID_FASHION = {
+    "concrete autoencoder": (0.041, 0.677),
+    "PCA": (0.012, 0.825),
+}
+ABID_MARKERS = (
+    "<!-- feature_selection --protocol abid: start -->",
+    "<!-- feature_selection --protocol abid: end -->",
+)
+
+
+def abid_split(data):
+    """Abid et al.'s protocol: 10,000 images, 6000 for training and validation
+    (90/10) and the other 4000 for testing, drawn with the fixed data seed
+    from the dataset's training split."""
+    order = np.random.default_rng(1234).permutation(len(data.x_train))[:10_000]
+    x, y = data.x_train[order], data.y_train[order]
+    return (x[:5400], y[:5400]), (x[5400:6000], y[5400:6000]), (x[6000:], y[6000:])
+
+
+def abid_protocol(args, argv):
+    """Every seed: train, then score the selection and the baselines."""
+    data = load_or_exit(args.dataset)
+    (x_train, y_train), (x_val, _), (x_test, y_test) = abid_split(data)
+    print(
+        f"Abid et al.'s protocol on {args.dataset}: {len(x_train)} training, "
+        f"{len(x_val)} validation and {len(x_test)} test images; k={args.k}; "
+        f"seeds {args.seeds}."
+    )
+    scores = {}
+
+    def add(name, mse, accuracy):
+        scores.setdefault(name, []).append((mse, accuracy))
+
+    for seed in args.seeds:
+        print(f"\nSeed {seed}:")
+        _, selector, seconds = train_selector(args, x_train, seed, x_val)
+        columns = np.unique(selector.selected_indices())
+        add(
+            "concrete autoencoder",
+            linear_mse(x_train, x_test, columns)[0],
+            trees_accuracy(x_train, y_train, x_test, y_test, columns, seed),
+        )
+        print(f"{len(columns)} distinct pixels; training {seconds:.0f} s.")
+        random = np.random.default_rng(seed).choice(784, args.k, replace=False)
+        add(
+            f"{args.k} random pixels",
+            linear_mse(x_train, x_test, random)[0],
+            trees_accuracy(x_train, y_train, x_test, y_test, random, seed),
+        )
+        variance = np.argsort(x_train.var(axis=0))[::-1][: args.k]
+        add(
+            f"{args.k} highest-variance pixels",
+            linear_mse(x_train, x_test, variance)[0],
+            trees_accuracy(x_train, y_train, x_test, y_test, variance, seed),
+        )
+        train_pca, test_pca = pca_features(x_train, x_test, args.k)
+        everything = np.arange(args.k)
+        add(
+            "PCA",
+            pca_mse(x_train, x_test, args.k),
+            trees_accuracy(train_pca, y_train, test_pca, y_test, everything, seed),
+        )
+
+    rows = []
+    for name, values in scores.items():
+        mse, accuracy = np.array(values).T
+        paper = ABID_FASHION.get(name) if args.dataset == "fashion_mnist" else None
+        rows.append(
+            [
+                name,
+                f"{mse.mean():.4f} ± {mse.std(ddof=1) if len(mse) > 1 else 0:.4f}",
+                f"{accuracy.mean():.3f} ± "
+                f"{accuracy.std(ddof=1) if len(accuracy) > 1 else 0:.3f}",
+                "" if paper is None else f"{paper[0]:.3f}",
+                "" if paper is None else f"{paper[1]:.3f}",
+            ]
+        )
+    headers = [
+        f"features (k = {args.k})",
+        "linear MSE",
+        "trees accuracy",
+        "paper MSE",
+        "paper accuracy",
+    ]
+    print(f"\nTest scores, mean ± standard deviation over seeds {args.seeds}:")
+    print_table(rows, headers)
+    if args.results:
+        lines = [
+            f"Command: `python examples/feature_selection.py {' '.join(argv)}` "
+            f"({args.epochs} epochs of batch {args.batch_size}, dataset "
+            f"`{args.dataset}`; mean ± standard deviation over seeds "
+            f"{', '.join(map(str, args.seeds))}).",
+            "",
+            "| " + " | ".join(headers) + " |",
+            "|" + "---|" * len(headers),
+            *("| " + " | ".join(row) + " |" for row in rows),
+        ]
+        write_between_markers(args.results, "\n".join(lines), *ABID_MARKERS)
+        print(f"Table written to {args.results}")
+    return scores
 
 
 def main(argv=None):
+    import sys
+
+    argv = sys.argv[1:] if argv is None else list(argv)
     parser, args = parse_args(argv)
+    if args.protocol == "abid":
+        return abid_protocol(args, argv)
     loaded = load_or_exit(args.dataset)
     x_train, x_test = loaded.x_train, loaded.x_test
     pixels = x_train.shape[1]
@@ -166,24 +357,7 @@ def main(argv=None):
     )
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    keras.utils.set_random_seed(args.seed)
-
-    model, selector = build_model(pixels, args.k, args.seed, args.unique)
-    model.compile(optimizer=keras.optimizers.Adam(args.learning_rate), loss="mse")
-    steps = args.epochs * math.ceil(len(x_train) / args.batch_size)
-    schedule = kg.schedules.GeometricDecay(
-        args.start_temperature, args.end_temperature, steps
-    )
-    start = time.perf_counter()
-    model.fit(
-        x_train,
-        x_train,
-        batch_size=args.batch_size,
-        epochs=args.epochs,
-        callbacks=[kg.TemperatureAnnealing(schedule)],
-        verbose=1,
-    )
-    seconds = time.perf_counter() - start
+    model, selector, seconds = train_selector(args, x_train, args.seed)
 
     indices = selector.selected_indices()
     distinct = len(np.unique(indices))

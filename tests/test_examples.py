@@ -11,6 +11,7 @@ import importlib.util
 import itertools
 import math
 import pathlib
+import sys
 
 import keras
 import numpy as np
@@ -498,3 +499,203 @@ def test_l0_pruning_warns_when_gates_cannot_close_in_time(
         l0_pruning.main(["--dataset=digits", "--epochs=5", f"--out={tmp_path}"])
     printed = " ".join(capsys.readouterr().out.split())
     assert "Warning: 75 training steps; a gate needs about 3785 Adam steps" in printed
+
+
+@pytest.fixture(scope="module")
+def dvae():
+    return load_example("dvae")
+
+
+def test_dvae_cosine_schedule_ramps_the_kl_weight(dvae):
+    schedule = dvae.CosineSchedule(0.0, 0.55, 20)
+    assert schedule(0) == 0.0
+    # (1 - cos(pi t / 20)) / 2 of the way: a quarter at t = 5, half at t = 10.
+    assert schedule(5) == pytest.approx(0.55 * (1 - math.sqrt(0.5)) / 2, rel=1e-12)
+    assert schedule(10) == pytest.approx(0.275, rel=1e-12)
+    # The ramp's end and everything after it: exactly the final value.
+    assert schedule(20) == schedule(21) == schedule(10**6) == 0.55
+    values = [schedule(step) for step in range(22)]
+    assert values == sorted(values)
+
+
+def test_dvae_schedules_end_where_the_recipe_says(dvae):
+    args = dvae.parse_args(["--kl-weight=2"])
+    temperature, kl_weight = dvae.schedules(args, 300)
+    # Annealing reads the schedule at iterations 0 .. 299: the temperature
+    # falls from 1 and the last update trains at exactly 1/16.
+    assert temperature(0) == 1.0
+    assert 1 / 16 < temperature(298) < temperature(0)
+    assert temperature(299) == 1 / 16
+    # The KL weight ramps over the first 1/30 of training (DALL-E's 5000 of
+    # 150,000 updates): 10 of 300.
+    assert kl_weight(0) == 0.0
+    assert 0.0 < kl_weight(9) < 2.0
+    assert kl_weight(10) == kl_weight(299) == 2.0
+
+
+def test_dvae_default_kl_weight_is_dalle_beta_per_pixel_value(dvae):
+    # DALL-E: 6.6 for 256 * 256 * 3 values on 32 * 32 codes (192 per code);
+    # here 28 * 28 pixels on 7 * 7 codes (16 per code).
+    assert dvae.DEFAULT_KL_WEIGHT == pytest.approx(6.6 * 16 / 192)
+
+
+def test_dvae_runs_and_writes_pictures_table_and_tokenizer(dvae, tmp_path, capsys):
+    results = tmp_path / "results.md"
+    start, end = dvae.results_markers("mnist5k")
+    results.write_text(f"before\n{start}\nold\n{end}\nafter\n")
+    flags = "--dataset=mnist5k --train-size=512 --test-size=256 --epochs=1"
+    flags += " --batch-size=64 --num-codes=16 --code-dim=8"
+    metrics = dvae.main([*flags.split(), f"--out={tmp_path}", f"--results={results}"])
+    assert 0 <= metrics["dead_codes"] <= 16
+    assert 1.0 <= metrics["perplexity"] <= 16.0
+    for name in ("mse", "relaxed_mse"):
+        assert 0.0 < metrics[name] < 1.0  # pixels are in [0, 1]
+    assert metrics["raw_bits"] == 49 * 4  # 49 codes of log2(16) bits
+    assert 0.0 <= metrics["entropy_bits"] <= metrics["raw_bits"] + 1e-9
+    # Both measure the same code distribution: 2 ** (bits per position).
+    bits_per_code = metrics["entropy_bits"] / 49
+    assert metrics["perplexity"] == pytest.approx(2.0**bits_per_code)
+    for name in ("batch_code_perplexity", "batch_prob_perplexity"):
+        assert 1.0 <= metrics[name] <= 16.0 + 1e-4
+    # 8 updates: the temperature schedule ends at 1/16 (exact in float32) on
+    # the last one, the KL weight reached --kl-weight (a float32 variable).
+    assert metrics["final_temperature"] == 1 / 16
+    assert metrics["final_kl_weight"] == pytest.approx(dvae.DEFAULT_KL_WEIGHT, 1e-7)
+    for picture in ("reconstructions", "code_usage", "code_grids", "curves"):
+        assert (tmp_path / f"{picture}.png").stat().st_size > 0
+    printed = " ".join(capsys.readouterr().out.split())
+    assert f"dead codes, test set | {metrics['dead_codes']} of 16" in printed
+    assert "code grid, raw (bits per image) | 196 = 49 x log2(16)" in printed
+    assert "final temperature | 0.0625" in printed
+    if keras.backend.backend() == "tensorflow":
+        check = metrics["export"]
+        assert check["passed"] and check["max_difference"] <= 1e-5
+        assert check["codes_equal"] == check["images"] == 16
+        for part in ("tokenizer", "detokenizer"):
+            assert (tmp_path / part / "saved_model.pb").exists()
+        assert "export check | passed: max abs difference" in printed
+    else:
+        assert metrics["export"] == {"skipped": f"backend {keras.backend.backend()}"}
+        assert "export check | skipped (backend" in printed
+    text = results.read_text()
+    assert text.startswith(f"before\n{start}\nCommand: `python examples/dvae.py ")
+    assert "old" not in text and text.endswith(f"{end}\nafter\n")
+    assert f"| dead codes, test set | {metrics['dead_codes']} of 16 |" in text
+
+
+@pytest.mark.parametrize(
+    "flag",
+    [
+        "--num-codes=1",
+        "--kl-weight=-1",
+        "--kl-weight=nan",
+        "--dataset=cifar",
+        "--epochs=0",
+        "--train-size=0",
+        "--code-dim=0",
+    ],
+)
+def test_dvae_bad_flag_stops_with_usage_error(dvae, flag, capsys):
+    with pytest.raises(SystemExit) as error:
+        dvae.main([flag])
+    assert error.value.code == 2
+    assert flag.split("=")[0] in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--dataset=digits"], "28 x 28"),
+        (["--train-size=5000"], "--train-size 5000: --dataset mnist5k has only 4000"),
+    ],
+)
+def test_dvae_refuses_data_it_cannot_use(dvae, flags, message):
+    with pytest.raises(SystemExit, match=message):
+        dvae.main(flags)
+
+
+def test_dvae_results_file_without_markers_stops_before_training(dvae, tmp_path):
+    results = tmp_path / "results.md"
+    results.write_text("# Results\n")
+    with pytest.raises(SystemExit, match="dvae --dataset fashion_mnist: start"):
+        dvae.main(["--dataset=fashion_mnist", f"--results={results}"])
+
+
+def test_dvae_help_shows_every_default(dvae, capsys):
+    with pytest.raises(SystemExit) as error:
+        dvae.main(["--help"])
+    assert error.value.code == 0
+    printed = " ".join(capsys.readouterr().out.split())
+    for flag, default in [
+        ("--dataset", "mnist5k"),
+        ("--epochs", "20"),
+        ("--batch-size", "128"),
+        ("--learning-rate", "0.001"),
+        ("--num-codes", "512"),
+        ("--code-dim", "64"),
+        ("--kl-weight", "0.55"),
+        ("--seed", "0"),
+        ("--out", "dvae_out"),
+        ("--no-export", "False"),
+    ]:
+        help_text = printed.split(flag, 2)[-1]
+        assert help_text.split("(default: ", 1)[1].startswith(f"{default})"), flag
+
+
+def synthetic_fashion(example):
+    """10,500 random 28 x 28 "images" with labels, in the loader's format."""
+    rng = np.random.default_rng(0)
+    images = rng.uniform(size=(10_500, 784)).astype("float32")
+    labels = rng.integers(0, 10, size=10_500)
+    # The examples import their shared module as `_data`, from examples/.
+    data_module = sys.modules["_data"]
+    return data_module.Data(
+        images[:10_000], labels[:10_000], images[10_000:], labels[10_000:], (28, 28)
+    )
+
+
+def test_feature_selection_abid_split_is_fixed_and_disjoint():
+    example = load_example("feature_selection")
+    data = synthetic_fashion(example)
+    (x_train, _), (x_val, _), (x_test, _) = example.abid_split(data)
+    assert (len(x_train), len(x_val), len(x_test)) == (5400, 600, 4000)
+    rows = np.concatenate([x_train, x_val, x_test])
+    assert len(np.unique(rows, axis=0)) == 10_000  # no image used twice
+    again = example.abid_split(data)
+    assert np.array_equal(again[2][0], x_test)
+
+
+def test_feature_selection_abid_protocol_scores_every_seed(
+    tmp_path, monkeypatch, capsys
+):
+    example = load_example("feature_selection")
+    monkeypatch.setattr(
+        example, "load_or_exit", lambda name: synthetic_fashion(example)
+    )
+    results = tmp_path / "results.md"
+    flags = "--protocol=abid --dataset=fashion_mnist --k=8 --epochs=1 --seeds=0,1"
+    scores = example.main([*flags.split(), f"--results={results}"])
+    assert set(scores) == {
+        "concrete autoencoder",
+        "8 random pixels",
+        "8 highest-variance pixels",
+        "PCA",
+    }
+    for values in scores.values():
+        assert len(values) == 2  # one (MSE, accuracy) per seed
+        for mse, accuracy in values:
+            assert 0.0 < mse < 1.0 and 0.0 <= accuracy <= 1.0
+    printed = " ".join(capsys.readouterr().out.split())
+    # The paper's MNIST-Fashion rows stand beside ours.
+    assert "| 0.041 | 0.677" in printed and "| 0.012 | 0.825" in printed
+    start, end = example.ABID_MARKERS
+    text = results.read_text()
+    assert start in text and end in text and "| PCA |" in text
+
+
+def test_feature_selection_abid_protocol_needs_the_full_data(capsys):
+    example = load_example("feature_selection")
+    with pytest.raises(SystemExit) as error:
+        example.main(["--protocol=abid", "--dataset=mnist5k"])
+    assert error.value.code == 2
+    assert "--protocol" in capsys.readouterr().err
