@@ -122,6 +122,19 @@ def test_softmax_inference_mixes_with_tempered_probabilities():
     )
 
 
+def test_mixture_keeps_positions_and_groups_apart_on_a_feature_map():
+    # Each position's group g mixes group g's codebook with its own weights,
+    # whatever the leading axes (the mixture flattens and restores them).
+    layer = kg.GumbelQuantizer(4, 3, groups=2, inference="softmax", seed=0)
+    layer.build((None, 3, 3, 4))
+    weights = testing.softmax(numpy_logits(layer, GRID))  # [2, 3, 3, groups, codes]
+    codebook = testing.to_numpy(layer.codebook).astype("float64")
+    expected = np.einsum("bhwgc,gcd->bhwgd", weights, codebook).reshape(2, 3, 3, 6)
+    np.testing.assert_allclose(
+        testing.to_numpy(layer(GRID)), expected, rtol=1e-5, atol=1e-6
+    )
+
+
 def test_kl_term_is_the_mean_over_positions_of_the_summed_group_kls():
     layer = built(num_codes=4, groups=2, kl_weight=0.25, seed=0)
     layer(X, training=True)
