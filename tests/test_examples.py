@@ -58,6 +58,49 @@ def test_discrete_vae_runs_and_writes_pictures_and_models(tmp_path):
             assert (tmp_path / part / "saved_model.pb").exists()
 
 
+def test_discrete_vae_jang_schedule_is_the_papers(discrete_vae):
+    args = discrete_vae.parse_args(["--schedule=jang"])
+    schedule = discrete_vae.temperature_schedule(args, 10)  # any run length
+    # max(0.5, exp(-1e-4 t)), held for 500 updates at a time.
+    assert float(schedule(0)) == float(schedule(499)) == 1.0
+    assert float(schedule(500)) == pytest.approx(math.exp(-0.05), rel=1e-6)
+    assert float(schedule(6999)) == pytest.approx(math.exp(-0.65), rel=1e-6)
+    assert float(schedule(7000)) == float(schedule(10**6)) == 0.5
+    reinmax = discrete_vae.parse_args(["--schedule=jang", "--estimator=reinmax"])
+    assert float(discrete_vae.temperature_schedule(reinmax, 10)(10**6)) == 1.0
+
+
+def test_discrete_vae_dynamic_binarization_draws_each_batch_afresh(discrete_vae):
+    args = discrete_vae.parse_args(["--latents=2"])
+    family = discrete_vae.latent_family(args)
+    model = discrete_vae.DiscreteVAE(
+        64, family, family.sampler(temperature=1.0, seed=0), dynamic_seed=5
+    )
+    grey = np.full((200, 64), 0.3, "float32")
+    first = keras.ops.convert_to_numpy(model(grey, training=True)["targets"])
+    second = keras.ops.convert_to_numpy(model(grey, training=True)["targets"])
+    assert set(np.unique(first)) == {0.0, 1.0}
+    # 12,800 Bernoulli(0.3) pixels: mean within 5 sigma (sigma = 0.004).
+    assert abs(first.mean() - 0.3) < 5 * math.sqrt(0.3 * 0.7 / first.size)
+    assert not np.array_equal(first, second)
+    # Outside training the images are used as they are.
+    held_out = keras.ops.convert_to_numpy(model(grey, training=False)["targets"])
+    np.testing.assert_array_equal(held_out, grey)
+
+
+def test_discrete_vae_dynamic_run_and_compare_curves(tmp_path, monkeypatch, capsys):
+    example = load_example("discrete_vae")
+    monkeypatch.setattr(example.kg, "ESTIMATORS", ("gumbel_softmax", "gst"))
+    flags = "--compare --dataset=digits --epochs=2 --latents=2 --seeds=2"
+    flags += " --binarization=dynamic --schedule=jang --importance-samples=2"
+    results = tmp_path / "results.md"
+    example.main([*flags.split(), f"--results={results}", f"--out={tmp_path}"])
+    text = results.read_text()
+    assert "(seeds 0, 1; 2 epochs, dataset `digits` (dynamic binarization)" in text
+    assert "jang schedule" in text and "| `gst` |" in text
+    assert (tmp_path / "compare_categorical_curves.png").stat().st_size > 0
+
+
 # gumbel_rao and gst differ from straight_through only in the gradient, which the
 # library's own tests check; reinmax also raises the temperature floor to 1.
 @pytest.mark.parametrize("estimator", ["gumbel_softmax", "straight_through", "reinmax"])
@@ -90,11 +133,16 @@ def test_discrete_vae_bernoulli_runs_and_writes_pictures(estimator, tmp_path, ca
         assert (tmp_path / "encoder" / "saved_model.pb").exists()
 
 
-def results_file(example, path):
-    """A results page holding an old table of each `--latent` family."""
-    blocks = {}
+def results_file(example, path, dataset="digits"):
+    """A results page holding an old table of each `--latent` family on
+    `dataset`, and one on another dataset, which must stay."""
+    blocks = {
+        "mnist5k": "{}\nmnist5k table\n{}".format(
+            *example.results_markers("categorical", "mnist5k")
+        )
+    }
     for latent in example.LATENTS:
-        start, end = example.results_markers(latent)
+        start, end = example.results_markers(latent, dataset)
         blocks[latent] = f"{start}\nold {latent} table\n{end}"
     path.write_text(
         "# Results\n\nintro\n\n"
@@ -125,6 +173,7 @@ def test_discrete_vae_compare_writes_table_between_markers(tmp_path, monkeypatch
     text = results.read_text()
     assert "old categorical table" not in text
     assert blocks["bernoulli"] in text  # the other family's table is kept
+    assert blocks["mnist5k"] in text  # and the other dataset's
     assert text.startswith("# Results\n\nintro\n\n") and text.endswith("\n\nafter\n")
     assert "| `straight_through` |" in text
     assert "2x10 categorical latents" in text
@@ -154,7 +203,7 @@ def test_discrete_vae_bernoulli_compare_writes_its_own_table(tmp_path, monkeypat
     assert "old bernoulli table" not in text
     assert blocks["categorical"] in text
     assert text.startswith("# Results\n\nintro\n\n") and text.endswith("\n\nafter\n")
-    start, end = example.results_markers("bernoulli")
+    start, end = example.results_markers("bernoulli", "digits")
     table = text.split(start)[1].split(end)[0]
     assert table.startswith(
         "\nCommand: `python examples/discrete_vae.py --compare --latent bernoulli "
@@ -499,6 +548,140 @@ def test_l0_pruning_warns_when_gates_cannot_close_in_time(
         l0_pruning.main(["--dataset=digits", "--epochs=5", f"--out={tmp_path}"])
     printed = " ".join(capsys.readouterr().out.split())
     assert "Warning: 75 training steps; a gate needs about 3785 Adam steps" in printed
+
+
+@pytest.fixture(scope="module")
+def dvae():
+    return load_example("dvae")
+
+
+def test_dvae_cosine_schedule_ramps_the_kl_weight(dvae):
+    schedule = dvae.CosineSchedule(0.0, 0.55, 20)
+    assert schedule(0) == 0.0
+    # (1 - cos(pi t / 20)) / 2 of the way: a quarter at t = 5, half at t = 10.
+    assert schedule(5) == pytest.approx(0.55 * (1 - math.sqrt(0.5)) / 2, rel=1e-12)
+    assert schedule(10) == pytest.approx(0.275, rel=1e-12)
+    # The ramp's end and everything after it: exactly the final value.
+    assert schedule(20) == schedule(21) == schedule(10**6) == 0.55
+    values = [schedule(step) for step in range(22)]
+    assert values == sorted(values)
+
+
+def test_dvae_schedules_end_where_the_recipe_says(dvae):
+    args = dvae.parse_args(["--kl-weight=2"])
+    temperature, kl_weight = dvae.schedules(args, 300)
+    # Annealing reads the schedule at iterations 0 .. 299: the temperature
+    # falls from 1 and the last update trains at exactly 1/16.
+    assert temperature(0) == 1.0
+    assert 1 / 16 < temperature(298) < temperature(0)
+    assert temperature(299) == 1 / 16
+    # The KL weight ramps over the first 1/30 of training (DALL-E's 5000 of
+    # 150,000 updates): 10 of 300.
+    assert kl_weight(0) == 0.0
+    assert 0.0 < kl_weight(9) < 2.0
+    assert kl_weight(10) == kl_weight(299) == 2.0
+
+
+def test_dvae_default_kl_weight_is_dalle_beta_per_pixel_value(dvae):
+    # DALL-E: 6.6 for 256 * 256 * 3 values on 32 * 32 codes (192 per code);
+    # here 28 * 28 pixels on 7 * 7 codes (16 per code).
+    assert dvae.DEFAULT_KL_WEIGHT == pytest.approx(6.6 * 16 / 192)
+
+
+def test_dvae_runs_and_writes_pictures_table_and_tokenizer(dvae, tmp_path, capsys):
+    results = tmp_path / "results.md"
+    start, end = dvae.results_markers("mnist5k")
+    results.write_text(f"before\n{start}\nold\n{end}\nafter\n")
+    flags = "--dataset=mnist5k --train-size=512 --test-size=256 --epochs=1"
+    flags += " --batch-size=64 --num-codes=16 --code-dim=8"
+    metrics = dvae.main([*flags.split(), f"--out={tmp_path}", f"--results={results}"])
+    assert 0 <= metrics["dead_codes"] <= 16
+    assert 1.0 <= metrics["perplexity"] <= 16.0
+    for name in ("mse", "relaxed_mse"):
+        assert 0.0 < metrics[name] < 1.0  # pixels are in [0, 1]
+    assert metrics["raw_bits"] == 49 * 4  # 49 codes of log2(16) bits
+    assert 0.0 <= metrics["entropy_bits"] <= metrics["raw_bits"] + 1e-9
+    # Both measure the same code distribution: 2 ** (bits per position).
+    bits_per_code = metrics["entropy_bits"] / 49
+    assert metrics["perplexity"] == pytest.approx(2.0**bits_per_code)
+    for name in ("batch_code_perplexity", "batch_prob_perplexity"):
+        assert 1.0 <= metrics[name] <= 16.0 + 1e-4
+    # 8 updates: the temperature schedule ends at 1/16 (exact in float32) on
+    # the last one, the KL weight reached --kl-weight (a float32 variable).
+    assert metrics["final_temperature"] == 1 / 16
+    assert metrics["final_kl_weight"] == pytest.approx(dvae.DEFAULT_KL_WEIGHT, 1e-7)
+    for picture in ("reconstructions", "code_usage", "code_grids", "curves"):
+        assert (tmp_path / f"{picture}.png").stat().st_size > 0
+    printed = " ".join(capsys.readouterr().out.split())
+    assert f"dead codes, test set | {metrics['dead_codes']} of 16" in printed
+    assert "code grid, raw (bits per image) | 196 = 49 x log2(16)" in printed
+    assert "final temperature | 0.0625" in printed
+    if keras.backend.backend() == "tensorflow":
+        check = metrics["export"]
+        assert check["passed"] and check["max_difference"] <= 1e-5
+        assert check["codes_equal"] == check["images"] == 16
+        for part in ("tokenizer", "detokenizer"):
+            assert (tmp_path / part / "saved_model.pb").exists()
+        assert "export check | passed: max abs difference" in printed
+    else:
+        assert metrics["export"] == {"skipped": f"backend {keras.backend.backend()}"}
+        assert "export check | skipped (backend" in printed
+    text = results.read_text()
+    assert text.startswith(f"before\n{start}\nCommand: `python examples/dvae.py ")
+    assert "old" not in text and text.endswith(f"{end}\nafter\n")
+    assert f"| dead codes, test set | {metrics['dead_codes']} of 16 |" in text
+
+
+@pytest.mark.parametrize(
+    "flag",
+    [
+        "--num-codes=1",
+        "--kl-weight=-1",
+        "--kl-weight=nan",
+        "--dataset=cifar",
+        "--epochs=0",
+        "--train-size=0",
+        "--code-dim=0",
+    ],
+)
+def test_dvae_bad_flag_stops_with_usage_error(dvae, flag, capsys):
+    with pytest.raises(SystemExit) as error:
+        dvae.main([flag])
+    assert error.value.code == 2
+    assert flag.split("=")[0] in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--dataset=digits"], "28 x 28"),
+        (["--train-size=5000"], "--train-size 5000: --dataset mnist5k has only 4000"),
+    ],
+)
+def test_dvae_refuses_data_it_cannot_use(dvae, flags, message):
+    with pytest.raises(SystemExit, match=message):
+        dvae.main(flags)
+
+
+def test_dvae_help_shows_every_default(dvae, capsys):
+    with pytest.raises(SystemExit) as error:
+        dvae.main(["--help"])
+    assert error.value.code == 0
+    printed = " ".join(capsys.readouterr().out.split())
+    for flag, default in [
+        ("--dataset", "mnist5k"),
+        ("--epochs", "20"),
+        ("--batch-size", "128"),
+        ("--learning-rate", "0.001"),
+        ("--num-codes", "512"),
+        ("--code-dim", "64"),
+        ("--kl-weight", "0.55"),
+        ("--seed", "0"),
+        ("--out", "dvae_out"),
+        ("--no-export", "False"),
+    ]:
+        help_text = printed.split(flag, 2)[-1]
+        assert help_text.split("(default: ", 1)[1].startswith(f"{default})"), flag
 
 
 def synthetic_fashion(example):
