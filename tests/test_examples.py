@@ -168,6 +168,7 @@ def test_discrete_vae_compare_writes_table_between_markers(tmp_path, monkeypatch
             "--eval-samples=1",
             "--importance-samples=2",
             f"--results={results}",
+            f"--out={tmp_path}",
         ]
     )
     text = results.read_text()
