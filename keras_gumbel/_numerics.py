@@ -27,6 +27,7 @@ __all__ = [
     "one_hot_max",
     "relaxed_top_k",
     "log1mexp",
+    "mean_straight_through",
     "scaled_sigmoid",
     "row_max",
     "scaled_softmax",
@@ -145,15 +146,24 @@ def _shifted_softmax_vjp(probs, scores, maximum, temperature, upstream):
     if not backend.temperature_needs_gradient(temperature):
         return backend.softmax_vjp_scores(probs, upstream, temperature), None
     d_scaled = backend.softmax_vjp(probs, upstream)
-    # d scaled / d temperature = -scaled / temperature. The scaled scores are
-    # recomputed (the same operations, so the same values) rather than kept
-    # from the forward pass, which would hold a second tensor of the input's
-    # size for a gradient that is rarely asked for. They are clamped at
-    # -bound, where d_scaled is 0, so that 0 * inf never appears.
+    return d_scaled / temperature, _temperature_vjp(
+        d_scaled, scores, maximum, temperature
+    )
+
+
+def _temperature_vjp(d_scaled, scores, maximum, temperature):
+    """The temperature's gradient, from that of the scaled scores.
+
+    d scaled / d temperature = -scaled / temperature. The scaled scores are
+    recomputed (the same operations, so the same values) rather than kept
+    from the forward pass, which would hold a second tensor of the input's
+    size for a gradient that is rarely asked for. They are clamped at
+    -bound, where d_scaled is 0, so that 0 * inf never appears.
+    """
     scaled = (scores - maximum) / temperature
     bound = underflow_bound(scaled.dtype)
     d_temperature = -sum_to_shape(d_scaled * ops.maximum(scaled, -bound), temperature)
-    return d_scaled / temperature, d_temperature / temperature
+    return d_temperature / temperature
 
 
 def sum_to_shape(values, target):
@@ -267,6 +277,87 @@ def straight_through_one_hot(scores, temperature):
 
     temperature = ops.cast(ops.convert_to_tensor(temperature), scores.dtype)
     return sample(scores, temperature)
+
+
+def _softmax_scores_vjp(scores, temperature, upstream):
+    probs, _ = _softmax_and_maximum(scores, temperature)
+    return _backend.current().softmax_vjp_scores(probs, upstream, temperature)
+
+
+def _softmax_temperature_vjp(scores, temperature, upstream):
+    probs, maximum = _shifted_softmax(scores, temperature)
+    d_scaled = _backend.current().softmax_vjp(probs, upstream)
+    return _temperature_vjp(d_scaled, scores, maximum, temperature)
+
+
+def _sigmoid_slope(values, temperature, upstream):
+    """The scaled values clamped as `scaled_sigmoid` clamps them, and the
+    gradient with respect to them (0 where the clamp holds)."""
+    bound = underflow_bound(values.dtype)
+    scaled = values / temperature
+    inside = (scaled <= bound) & (scaled >= -bound)
+    clamped = clamp(scaled, -bound, bound)
+    sigmoid = ops.sigmoid(clamped)
+    d_scaled = ops.where(
+        inside, upstream * sigmoid * (1.0 - sigmoid), ops.zeros_like(sigmoid)
+    )
+    return clamped, d_scaled
+
+
+def _sigmoid_values_vjp(values, temperature, upstream):
+    _, d_scaled = _sigmoid_slope(values, temperature, upstream)
+    return d_scaled / temperature
+
+
+def _sigmoid_temperature_vjp(values, temperature, upstream):
+    clamped, d_scaled = _sigmoid_slope(values, temperature, upstream)
+    return -sum_to_shape(d_scaled * clamped, temperature) / temperature
+
+
+_RELAXATIONS = {
+    "softmax": (_softmax_scores_vjp, _softmax_temperature_vjp),
+    "sigmoid": (_sigmoid_values_vjp, _sigmoid_temperature_vjp),
+}
+
+
+def mean_straight_through(hard, inputs, temperature, draws, perturbed, relaxation):
+    """`hard` in the forward pass, with the gradient of a mean over draws.
+
+    The gradient with respect to `inputs` and `temperature` is that of
+    `mean_k relax(perturbed(k), temperature)` for k in `1..draws`, where
+    `relax` is `scaled_softmax` (`relaxation="softmax"`, category axis last)
+    or `scaled_sigmoid` (`"sigmoid"`, elementwise), and each `perturbed(k)` is
+    `inputs` plus noise held constant: Gumbel-Rao's average of relaxed
+    Jacobians (Paulus et al. 2021). The draws are made and used one at a
+    time, in the backward pass, in a loop that carries one sum of the input's
+    size: memory does not grow with `draws`, and a forward pass without
+    gradients draws nothing but what `hard` needed. `perturbed` must give the
+    same values each time it is called with the same index (a keyed draw).
+    """
+    inputs_vjp, temperature_vjp = _RELAXATIONS[relaxation]
+
+    @ops.custom_gradient
+    def estimate(inputs, temperature):
+        def grad(*args, upstream=None):
+            upstream = _upstream(args, upstream)
+
+            def total(vjp, like):
+                def body(index, running):
+                    return running + vjp(perturbed(index + 1), temperature, upstream)
+
+                return ops.fori_loop(0, draws, body, ops.zeros_like(like)) / draws
+
+            d_inputs = total(inputs_vjp, inputs)
+            # A separate loop, so that TensorFlow and JAX drop it whole when
+            # the temperature's gradient is not used.
+            if not _backend.current().temperature_needs_gradient(temperature):
+                return d_inputs, None
+            return d_inputs, total(temperature_vjp, temperature)
+
+        return hard, grad
+
+    temperature = ops.cast(ops.convert_to_tensor(temperature), inputs.dtype)
+    return estimate(inputs, temperature)
 
 
 def top_k_hot(scores: TensorLike, k: int) -> TensorLike:

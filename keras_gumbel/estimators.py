@@ -344,8 +344,9 @@ def _log_add_exp(a, b):
     return larger + ops.log1p(ops.exp(-ops.abs(a - b)))
 
 
-def _conditional_gumbel_scores(scores, sample, exponentials):
-    """`logits + G` for Gumbel noise `G` conditioned on `argmax = sample`.
+def _conditional_gumbel(scores, sample):
+    """A function from `Exponential(1)` draws to `logits + G` for Gumbel noise
+    `G` conditioned on `argmax = sample`.
 
     The construction Paulus et al. (2021) use (the top-down Gumbel of
     Maddison et al. 2014): the maximum of `logits + G` is
@@ -354,30 +355,35 @@ def _conditional_gumbel_scores(scores, sample, exponentials):
     With i.i.d. `E ~ Exponential(1)`: `top = logsumexp(logits) - log E_i` and
     `score_j = -log(E_j exp(-logits_j) + exp(-top))`, computed here in log
     space (`-logaddexp(log E_j - logits_j, -top)`), so huge logits do not
-    overflow. Disallowed categories come out as `-inf`.
-
-    `exponentials` has a leading dimension of draws; `scores` and `sample` are
-    broadcast against it. Everything here is constant for the gradient.
+    overflow. Disallowed categories come out as `-inf`. What does not depend
+    on the draw is computed once, here; everything is constant for the
+    gradient.
     """
+    scores = ops.stop_gradient(scores)
     allowed = _numerics.allowed(scores)
     row_max, valid = _numerics.row_max(scores)
     safe = ops.where(allowed, scores, ops.zeros_like(scores))
     total = ops.sum(ops.exp(scores - row_max), axis=-1, keepdims=True)
     log_partition = row_max + ops.log(ops.where(valid, total, ops.ones_like(total)))
-    log_exponentials = ops.log(exponentials)
-    # A `where`, not `sample * log_exponentials`: XLA on CPU miscompiles
-    # `log_partition - sum(sample * log_exponentials)` once the draws make the
-    # batch large (seen with jaxlib 0.10.2). The `where` is as fast, so it
-    # stays whether or not XLA is fixed.
-    chosen_log_exponential = ops.sum(
-        ops.where(sample > 0, log_exponentials, ops.zeros_like(log_exponentials)),
-        axis=-1,
-        keepdims=True,
-    )
-    top = log_partition - chosen_log_exponential
-    others = -_log_add_exp(log_exponentials - safe, -top)
-    perturbed = ops.where(sample > 0, top, others)
-    return ops.where(allowed, perturbed, ops.cast(float("-inf"), scores.dtype))
+    chosen = sample > 0
+    impossible = ops.cast(float("-inf"), scores.dtype)
+
+    def conditional(exponentials):
+        log_exponentials = ops.log(exponentials)
+        # A `where`, not `sample * log_exponentials`: XLA on CPU miscompiles
+        # `log_partition - sum(sample * log_exponentials)` once the draws make
+        # the batch large (seen with jaxlib 0.10.2). The `where` is as fast, so
+        # it stays whether or not XLA is fixed.
+        chosen_log_exponential = ops.sum(
+            ops.where(chosen, log_exponentials, ops.zeros_like(log_exponentials)),
+            axis=-1,
+            keepdims=True,
+        )
+        top = log_partition - chosen_log_exponential
+        others = -_log_add_exp(log_exponentials - safe, -top)
+        return ops.where(allowed, ops.where(chosen, top, others), impossible)
+
+    return conditional
 
 
 @register("gumbel_rao", hard=True)
@@ -402,29 +408,26 @@ def gumbel_rao(
     through the reparameterisation of `G_k | D`, since only then does the mean
     equal the straight-through mean.
 
-    The sample and the K conditional draws come from one random call with a
-    leading dimension of K + 1, so no random number is used twice. Cost and
-    memory of the backward grow linearly in K. Any positive temperature works.
+    The sample and the K conditional draws are draws 0 to K of one random
+    stream (`keras_gumbel.random.stream_key`), so no random number is used
+    twice. The backward pass makes the conditional draws one at a time and
+    adds up their Jacobian-vector products in a loop, so memory does not
+    grow with K; its time does, linearly. Any positive temperature works.
     """
     scores = masked_scores(logits, None, mask)
-    uniforms = random.uniform(
-        (draws + 1,) + tuple(ops.shape(logits)), logits.dtype, seed
+    shape = ops.shape(logits)
+    key = random.stream_key(seed)
+    uniforms = random.stream_uniform(shape, key, 0, logits.dtype)
+    sample = one_hot_max(scores - ops.log(-ops.log(uniforms)))
+    conditional = _conditional_gumbel(scores, sample)
+
+    def perturbed(index):
+        uniforms = random.stream_uniform(shape, key, index, logits.dtype)
+        return conditional(-ops.log(uniforms))
+
+    return _numerics.mean_straight_through(
+        sample, scores, temperature, draws, perturbed, "softmax"
     )
-    gumbel = -ops.log(-ops.log(uniforms[0]))
-    sample = one_hot_max(scores + gumbel)
-    conditional = ops.stop_gradient(
-        _conditional_gumbel_scores(scores, sample, -ops.log(uniforms[1:]))
-    )
-    allowed = _numerics.allowed(scores)
-    # The conditional noise G_k = conditional - logits is held fixed; writing the
-    # scores as logits + G_k lets the gradient reach the logits.
-    safe = ops.where(allowed, scores, ops.zeros_like(scores))
-    noise = ops.where(
-        allowed, conditional - ops.stop_gradient(safe), ops.zeros_like(safe)
-    )
-    perturbed = ops.where(allowed, safe + noise, scores)
-    soft = ops.mean(scaled_softmax(perturbed, temperature), axis=0)
-    return _numerics.straight_through(sample, soft)
 
 
 @register("gst", hard=True)
@@ -527,18 +530,25 @@ def gumbel_rao_binary(
     `logits` truncated to `v > 0`; inverting its survival function
     `sigmoid(logits - v) / sigmoid(logits)` at a uniform `u` gives
     `v = logits - logit(u * sigmoid(logits))`, and `D = 0` is its mirror image.
-    The logit is taken in log space, so it is finite for any `logits`.
+    The logit is taken in log space, so it is finite for any `logits`. The
+    draws are made one at a time in the backward pass, as in `gumbel_rao`.
     """
-    uniforms = random.uniform(
-        (draws + 1,) + tuple(ops.shape(logits)), logits.dtype, seed
-    )
-    noise = ops.log(uniforms[0]) - ops.log1p(-uniforms[0])
-    sample = _bernoulli(logits + noise)
+    shape = ops.shape(logits)
+    key = random.stream_key(seed)
+    uniforms = random.stream_uniform(shape, key, 0, logits.dtype)
+    sample = _bernoulli(logits + (ops.log(uniforms) - ops.log1p(-uniforms)))
     sign = 2.0 * sample - 1.0
-    log_p = ops.log(uniforms[1:]) + ops.log_sigmoid(sign * logits)
-    conditional = ops.stop_gradient(-sign * (log_p - _numerics.log1mexp(log_p)))
-    soft = ops.mean(_numerics.scaled_sigmoid(logits + conditional, temperature), axis=0)
-    return _numerics.straight_through(sample, soft)
+    log_sigmoid = ops.stop_gradient(ops.log_sigmoid(sign * logits))
+    constant_logits = ops.stop_gradient(logits)
+
+    def perturbed(index):
+        uniforms = random.stream_uniform(shape, key, index, logits.dtype)
+        log_p = ops.log(uniforms) + log_sigmoid
+        return constant_logits - sign * (log_p - _numerics.log1mexp(log_p))
+
+    return _numerics.mean_straight_through(
+        sample, logits, temperature, draws, perturbed, "sigmoid"
+    )
 
 
 @register_binary("gst")
