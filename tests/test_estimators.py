@@ -756,6 +756,7 @@ def estimator_value_and_grad(estimator, mask, weights):
 # miscompiled the conditional noise and the gradient, kept as a regression case.
 JIT_CASES = [(estimator, (16, 5)) for estimator in ESTIMATORS] + [
     (kg.estimators.GST(gap=2.0), (16, 5)),
+    (kg.estimators.StraightThrough(forward_temperature=0.5), (16, 5)),
     ("gumbel_rao", (2000, 3, 2)),
 ]
 
@@ -793,6 +794,7 @@ def test_jit_compile_matches_eager(estimator, shape):
     + (
         kg.estimators.GumbelRao(draws=4),
         kg.estimators.GST(gap=0.5),
+        kg.estimators.StraightThrough(forward_temperature=2.0),
     ),
 )
 def test_layer(estimator):
@@ -869,6 +871,84 @@ def test_gumbel_rao_int_seed_reproducible_and_fresh_per_generator():
     assert np.any(draws[0] != draws[1])
 
 
+DECOUPLED_TEMPERATURES = [(2.0, 0.5), (0.5, 1.0)]  # (forward, backward)
+
+
+@pytest.mark.parametrize("forward, backward", DECOUPLED_TEMPERATURES)
+def test_decoupled_straight_through_forward_samples_the_tempered_distribution(
+    forward, backward
+):
+    # The forward temperature tempers the sampled distribution: one-hot draws
+    # from Categorical(softmax(logits / forward)). Chi-square goodness of fit
+    # on N = 100,000 draws, rejected below p = 1e-4.
+    samples = 100_000
+    logits = np.tile(LOGITS_4.astype("float32"), (samples, 1))
+    estimator = kg.estimators.StraightThrough(forward_temperature=forward)
+    y = testing.to_numpy(
+        kg.ops.gumbel_softmax(logits, backward, estimator=estimator, seed=12)
+    )
+    testing.assert_exact_one_hot(y)
+    expected = samples * testing.softmax(LOGITS_4 / forward)
+    assert stats.chisquare(y.sum(axis=0), expected).pvalue > 1e-4
+
+
+@pytest.mark.parametrize("loss_name, seed", [("quadratic", 13), ("cubic", 14)])
+@pytest.mark.parametrize("forward, backward", DECOUPLED_TEMPERATURES)
+def test_decoupled_straight_through_bernoulli_mean_gradient(
+    forward, backward, loss_name, seed
+):
+    # z ~ Bernoulli(sigmoid(theta / forward)) as 2-category logits [theta, 0];
+    # the gradient is f'(z) y (1 - y) / (backward * forward), y = sigmoid((theta
+    # / forward + L) / backward): straight-through's expectation at theta /
+    # forward and temperature backward (quadrature over L), times 1 / forward.
+    # N = 50,000 per theta, 4 sigma.
+    # Both forms: two categories, and the binary form (gumbel_sigmoid).
+    estimator = kg.estimators.StraightThrough(forward_temperature=forward)
+    expected = np.array(
+        [
+            binary_noise_expectation(theta / forward, backward, loss_name, False)
+            / forward
+            for theta in THETAS
+        ]
+    )
+    grads = binary_gradients(estimator, backward, loss_name, BINARY_SAMPLES, seed)
+    assert_mean_matches(grads, expected)
+    loss = BINARY_LOSSES[loss_name][0]
+
+    def total_loss(theta):
+        sample = kg.ops.gumbel_sigmoid(
+            theta, backward, estimator=estimator, seed=seed + 100
+        )
+        return ops.sum(loss(sample))
+
+    theta = np.tile(THETAS.astype("float32"), (BINARY_SAMPLES, 1))
+    grads = testing.gradient(total_loss, theta).astype("float64")
+    assert_mean_matches(grads, expected)
+
+
+def test_decoupled_straight_through_is_straight_through_on_tempered_logits():
+    # The same noise, sample and gradient as straight-through on logits /
+    # forward, with the chain rule's 1 / forward; and forward = 1 is
+    # straight-through itself. Bit for bit: dividing by 2 is exact, so it
+    # commutes with the rounding of every shift and sum.
+    logits = np.random.default_rng(15).normal(size=(32, 5)).astype("float32") * 3
+    forward, backward = 2.0, 0.7
+    decoupled = kg.estimators.StraightThrough(forward_temperature=forward)
+    sample, grad = value_and_gradient(decoupled, logits, backward, seed=16)
+    plain_sample, plain_grad = value_and_gradient(
+        "straight_through", logits / forward, backward, seed=16
+    )
+    np.testing.assert_array_equal(sample, plain_sample)
+    np.testing.assert_array_equal(grad, plain_grad / forward)
+    unit = kg.estimators.StraightThrough()
+    for got, want in zip(
+        value_and_gradient(unit, logits, backward, seed=17),
+        value_and_gradient("straight_through", logits, backward, seed=17),
+        strict=True,
+    ):
+        np.testing.assert_array_equal(got, want)
+
+
 @pytest.mark.parametrize("make", [kg.ops.gumbel_softmax, "layer"])
 def test_bad_inputs(make):
     logits = np.zeros((2, 3), "float32")
@@ -902,6 +982,25 @@ def test_bad_inputs(make):
 def test_bad_draws(draws, error):
     with pytest.raises(error, match=rf"`draws`.*Received: draws={draws!r}"):
         kg.estimators.GumbelRao(draws=draws)
+
+
+@pytest.mark.parametrize(
+    "value, error",
+    [
+        (0.0, ValueError),
+        (-2.0, ValueError),
+        (float("inf"), ValueError),
+        ("2", TypeError),
+        (np.array([1.0, 2.0]), TypeError),
+    ],
+)
+def test_bad_forward_temperature(value, error):
+    testing.assert_error(
+        error,
+        lambda: kg.estimators.StraightThrough(forward_temperature=value),
+        "forward_temperature",
+        f"Received: forward_temperature={value!r}",
+    )
 
 
 @pytest.mark.parametrize(
