@@ -26,7 +26,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from keras_gumbel import _checks, _numerics, random
+from keras_gumbel import _backend, _checks, _numerics, random
 from keras_gumbel._numerics import masked_scores, one_hot_max, scaled_softmax
 from keras_gumbel._typing import SeedLike, TensorLike
 
@@ -291,25 +291,15 @@ def straight_through(
     sample is (above 1 it explores more, below 1 less), `temperature` how the
     gradient spreads over the categories. `t_f = 1` is plain straight-through.
     """
+    noise = _gumbel_noise(logits, seed)
     if forward_temperature != 1.0:
-        logits = logits / forward_temperature
-    scores = masked_scores(logits, _gumbel_noise(logits, seed), mask)
+        # `logits / t_f + g` scaled by t_f: the same argmax, and the same
+        # softmax at temperature `t_f * temperature`, with no pass over the
+        # logits (and none over their gradient).
+        noise = noise * forward_temperature
+        temperature = temperature * forward_temperature
+    scores = masked_scores(logits, noise, mask)
     return _numerics.straight_through_one_hot(scores, temperature)
-
-
-def _softmax_jacobian_surrogate(logits, probs, allowed):
-    """A tensor whose value is exactly 0 and whose Jacobian with respect to
-    `logits` is the softmax Jacobian at `probs`, `diag(probs) - probs probs^T`.
-
-    It lets a gradient be taken "as if through a softmax that output `probs`"
-    without forming `log(probs) - logits`, which is undefined for `-inf` logits
-    and overflows for huge ones: `delta = logits - stop_gradient(logits)` is
-    exactly 0 and has the identity as derivative. `probs` is held constant.
-    """
-    finite = ops.where(allowed, logits, ops.zeros_like(logits))
-    delta = finite - ops.stop_gradient(finite)
-    probs = ops.stop_gradient(probs)
-    return probs * (delta - ops.sum(probs * delta, axis=-1, keepdims=True))
 
 
 @register("reinmax", hard=True, min_temperature=1.0)
@@ -337,64 +327,50 @@ def reinmax(
     the gradient. Temperatures below 1 are rejected, as in the authors'
     reference code (a Python temperature is checked; a tensor temperature, e.g.
     a layer variable under annealing, cannot be and must be kept >= 1 by the
-    caller).
+    caller). The forward pass computes the sample alone; both `pi` are made
+    in the backward pass.
     """
     scores = masked_scores(logits, None, mask)
-    allowed = _numerics.allowed(scores)
     sample = one_hot_max(masked_scores(logits, _gumbel_noise(logits, seed), mask))
-    pi_0 = scaled_softmax(scores, ops.ones_like(temperature))
-    pi_1 = 0.5 * (sample + scaled_softmax(scores, temperature))
-    surrogate = 2.0 * _softmax_jacobian_surrogate(
-        scores, pi_1, allowed
-    ) - 0.5 * _softmax_jacobian_surrogate(scores, pi_0, allowed)
-    return _numerics.straight_through(sample, surrogate)
+    return _numerics.reinmax_straight_through(sample, scores, temperature)
 
 
-def _log_add_exp(a, b):
-    # max(a, b) + log1p(exp(-|a - b|)): finite whenever either input is, and
-    # exactly +inf (not NaN) when one of them is +inf.
-    larger = ops.maximum(a, b)
-    return larger + ops.log1p(ops.exp(-ops.abs(a - b)))
-
-
-def _conditional_gumbel(scores, sample):
-    """A function from `Exponential(1)` draws to `logits + G` for Gumbel noise
-    `G` conditioned on `argmax = sample`.
+def _conditional_gumbel(scores, index):
+    """A function from uniform draws to `logits + G - max(logits + G)` for
+    Gumbel noise `G` conditioned on `argmax = index` (-1: a row with no
+    allowed category), and to that row maximum, 0.
 
     The construction Paulus et al. (2021) use (the top-down Gumbel of
     Maddison et al. 2014): the maximum of `logits + G` is
     `Gumbel(logsumexp(logits))` and lands on the sampled category; every other
     category is a Gumbel with location `logits_j` truncated below that maximum.
-    With i.i.d. `E ~ Exponential(1)`: `top = logsumexp(logits) - log E_i` and
-    `score_j = -log(E_j exp(-logits_j) + exp(-top))`, computed here in log
-    space (`-logaddexp(log E_j - logits_j, -top)`), so huge logits do not
-    overflow. Disallowed categories come out as `-inf`. What does not depend
-    on the draw is computed once, here; everything is constant for the
-    gradient.
+    With i.i.d. `E = -log(u) ~ Exponential(1)`: `top = logsumexp(logits) - log
+    E_i` and `score_j = -log(E_j exp(-logits_j) + exp(-top))`, so `score_j -
+    top = -softplus(log E_j - logits_j + top)`: in log space, where huge logits
+    do not overflow, and at most 0 in floating point too. The sampled category
+    is at 0; a disallowed one (a score of `-inf`) comes out as `-inf`, the
+    softplus of `+inf`. It runs in the backward pass, where everything is a
+    constant. Only the rows' log-partitions are kept from one draw to the
+    next, and the chosen draw is gathered, so that a draw needs no tensor of
+    the input's size but its uniforms.
     """
-    scores = ops.stop_gradient(scores)
-    allowed = _numerics.allowed(scores)
     row_max, valid = _numerics.row_max(scores)
-    safe = ops.where(allowed, scores, ops.zeros_like(scores))
     total = ops.sum(ops.exp(scores - row_max), axis=-1, keepdims=True)
     log_partition = row_max + ops.log(ops.where(valid, total, ops.ones_like(total)))
-    chosen = sample > 0
-    impossible = ops.cast(float("-inf"), scores.dtype)
+    index = ops.expand_dims(index, -1)
+    sampled = index >= 0
+    first = ops.where(sampled, index, ops.zeros_like(index))
+    zero = ops.zeros((), scores.dtype)
 
-    def conditional(exponentials):
-        log_exponentials = ops.log(exponentials)
-        # A `where`, not `sample * log_exponentials`: XLA on CPU miscompiles
-        # `log_partition - sum(sample * log_exponentials)` once the draws make
-        # the batch large (seen with jaxlib 0.10.2). The `where` is as fast, so
-        # it stays whether or not XLA is fixed.
-        chosen_log_exponential = ops.sum(
-            ops.where(chosen, log_exponentials, ops.zeros_like(log_exponentials)),
-            axis=-1,
-            keepdims=True,
+    def conditional(uniforms):
+        chosen_uniform = ops.take_along_axis(uniforms, first, axis=-1)
+        chosen_log_exponential = ops.log(-ops.log(chosen_uniform))
+        top = log_partition - ops.where(
+            sampled, chosen_log_exponential, ops.zeros_like(chosen_log_exponential)
         )
-        top = log_partition - chosen_log_exponential
-        others = -_log_add_exp(log_exponentials - safe, -top)
-        return ops.where(allowed, ops.where(chosen, top, others), impossible)
+        below = -ops.softplus(ops.log(-ops.log(uniforms)) - scores + top)
+        chosen = ops.arange(ops.shape(scores)[-1], dtype=index.dtype) == index
+        return ops.where(chosen, zero, below), zero
 
     return conditional
 
@@ -431,15 +407,17 @@ def gumbel_rao(
     shape = ops.shape(logits)
     key = random.stream_key(seed)
     uniforms = random.stream_uniform(shape, key, 0, logits.dtype)
-    sample = one_hot_max(scores - ops.log(-ops.log(uniforms)))
-    conditional = _conditional_gumbel(scores, sample)
+    index = _numerics.max_index(scores - ops.log(-ops.log(uniforms)))
+    sample = _backend.current().one_hot(index, shape[-1], logits.dtype)
 
-    def perturbed(index):
-        uniforms = random.stream_uniform(shape, key, index, logits.dtype)
-        return conditional(-ops.log(uniforms))
+    def perturbations(scores):
+        conditional = _conditional_gumbel(scores, index)
+        return lambda draw: conditional(
+            random.stream_uniform(shape, key, draw, logits.dtype)
+        )
 
     return _numerics.mean_straight_through(
-        sample, scores, temperature, draws, perturbed, "softmax"
+        sample, scores, temperature, draws, perturbations, "softmax"
     )
 
 
@@ -465,19 +443,25 @@ def gst(
     reference code's `gst_mover`). The shift is held constant, so the gradient
     is `J(q)^T g / temperature` with `q = softmax(perturbed / temperature)`.
     `gap=1.0` is the paper's GST-1.0; configure it with
-    `keras_gumbel.estimators.GST(gap=...)`.
+    `keras_gumbel.estimators.GST(gap=...)`. The forward pass computes the
+    sample alone; the perturbed logits and their softmax are made in the
+    backward pass.
     """
     scores = masked_scores(logits, None, mask)
     sample = one_hot_max(masked_scores(logits, _gumbel_noise(logits, seed), mask))
-    row_max, _ = _numerics.row_max(scores)
-    chosen = sample > 0
-    raise_to_max = ops.where(chosen, row_max - scores, ops.zeros_like(scores))
-    lower_below_gap = ops.where(
-        chosen, ops.zeros_like(scores), ops.relu(scores - row_max + gap)
+
+    def perturbations(scores):
+        row_max, _ = _numerics.row_max(scores)
+        # The sampled category at the row maximum, every other at most `gap`
+        # below it: `scores - relu(scores - row_max + gap)`, as a `where`.
+        ceiling = row_max - gap
+        lowered = ops.where(scores < ceiling, scores, ceiling)
+        perturbed = ops.where(sample > 0, row_max, lowered)
+        return lambda _: (perturbed, row_max)
+
+    return _numerics.mean_straight_through(
+        sample, scores, temperature, 1, perturbations, "softmax"
     )
-    shift = ops.stop_gradient(raise_to_max - lower_below_gap)
-    soft = scaled_softmax(scores + shift, temperature)
-    return _numerics.straight_through(sample, soft)
 
 
 # Binary forms. Each is its categorical estimator on the two categories
@@ -516,9 +500,12 @@ def straight_through_binary(
     With a `forward_temperature` `t_f`, the logits are `logits / t_f`, as the
     categories `(logits / t_f, 0)` of the categorical form.
     """
+    noise = _logistic_noise(logits, seed)
     if forward_temperature != 1.0:
-        logits = logits / forward_temperature
-    scores = logits + _logistic_noise(logits, seed)
+        # As in the categorical form: scaled by t_f, `logits / t_f + L`.
+        noise = noise * forward_temperature
+        temperature = temperature * forward_temperature
+    scores = logits + noise
     soft = _numerics.scaled_sigmoid(scores, temperature)
     return _numerics.straight_through(_bernoulli(scores), soft)
 
@@ -561,16 +548,19 @@ def gumbel_rao_binary(
     uniforms = random.stream_uniform(shape, key, 0, logits.dtype)
     sample = _bernoulli(logits + (ops.log(uniforms) - ops.log1p(-uniforms)))
     sign = 2.0 * sample - 1.0
-    log_sigmoid = ops.stop_gradient(ops.log_sigmoid(sign * logits))
-    constant_logits = ops.stop_gradient(logits)
 
-    def perturbed(index):
-        uniforms = random.stream_uniform(shape, key, index, logits.dtype)
-        log_p = ops.log(uniforms) + log_sigmoid
-        return constant_logits - sign * (log_p - _numerics.log1mexp(log_p))
+    def perturbations(logits):
+        log_sigmoid = ops.log_sigmoid(sign * logits)
+
+        def perturbed(draw):
+            uniforms = random.stream_uniform(shape, key, draw, logits.dtype)
+            log_p = ops.log(uniforms) + log_sigmoid
+            return (logits - sign * (log_p - _numerics.log1mexp(log_p)),)
+
+        return perturbed
 
     return _numerics.mean_straight_through(
-        sample, logits, temperature, draws, perturbed, "sigmoid"
+        sample, logits, temperature, draws, perturbations, "sigmoid"
     )
 
 

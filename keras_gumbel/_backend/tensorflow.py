@@ -176,8 +176,9 @@ def stream_uniform(shape, dtype, key, index):
     ones = tf.bitwise.bitwise_or(
         tf.bitwise.right_shift(bits, shift), tf.constant(one, bits_dtype)
     )
-    draw = tf.bitcast(ones, dtype) - 1.0
-    return tf.maximum(draw, np.finfo(dtype).tiny)
+    # The bits are materialised as the generator's output, so the floats
+    # fuse into their consumers without recomputing Philox blocks.
+    return tf.maximum(tf.bitcast(ones, dtype) - 1.0, np.finfo(dtype).tiny)
 
 
 def argmax(scores):
