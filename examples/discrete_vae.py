@@ -31,6 +31,7 @@ estimator with three seeds and writes a results table, one per `--latent` family
 """
 
 import argparse
+import json
 import logging
 import math
 import os
@@ -351,19 +352,50 @@ def evaluate(model, x, *, samples=1, importance_samples=100, seed=0):
 
 
 class HeldOutELBO(keras.callbacks.Callback):
-    """Records the held-out negative ELBO (hard codes, one sample) every epoch."""
+    """Records the held-out negative ELBO (hard codes, one sample) every epoch.
 
-    def __init__(self, x, seed):
+    With `bound_images`, also the importance-weighted bound with
+    `TRACKED_IMPORTANCE_SAMPLES` codes on the first `bound_images` held-out
+    images, the paper's measure at a cost small enough for every epoch: the
+    ranking of the estimators is read from it (see `stable_since`).
+    """
+
+    def __init__(self, x, seed, bound_images=0):
         super().__init__()
         self.x = x
         self.seed = seed
+        self.bound_images = bound_images
         self.values = []
+        self.bounds = []
 
     def on_epoch_end(self, epoch, logs=None):
         value, _ = evaluate(
             self.model, self.x, importance_samples=0, seed=self.seed + epoch
         )
         self.values.append(value)
+        if self.bound_images:
+            _, bound = evaluate(
+                self.model,
+                self.x[: self.bound_images],
+                importance_samples=TRACKED_IMPORTANCE_SAMPLES,
+                seed=self.seed + epoch,
+            )
+            self.bounds.append(bound)
+
+
+# K of the bound that --compare tracks every epoch, and on how many images.
+TRACKED_IMPORTANCE_SAMPLES = 100
+TRACKED_IMAGES = 2000
+
+
+def stable_since(curves):
+    """The first epoch (1-based) from which the ranking of the estimators by
+    their seed-mean `curves` (`{estimator: [runs][epochs]}`, lower is better)
+    is the final ranking at every epoch."""
+    means = np.array([np.mean(runs, axis=0) for runs in curves.values()])
+    orders = np.argsort(means, axis=0, kind="stable")
+    changed = np.flatnonzero(np.any(orders != orders[:, -1:], axis=0))
+    return 1 if changed.size == 0 else int(changed[-1]) + 2
 
 
 # Jang et al. (2017, section 4.2): tau = max(0.5, exp(-r t)), updated every N
@@ -395,8 +427,12 @@ def temperature_schedule(args, steps):
     )
 
 
-def train(args, data, seed, verbose):
-    """Trains one VAE; returns (model, history, held-out curve, metrics)."""
+def train(args, data, seed, verbose, bound_images=0):
+    """Trains one VAE; returns (model, history, held-out curves, metrics).
+
+    The held-out curves are the `HeldOutELBO` callback: `.values` per epoch,
+    and `.bounds` when `bound_images` > 0.
+    """
     keras.backend.clear_session()
     keras.utils.set_random_seed(seed)
     if keras.backend.backend() == "tensorflow":
@@ -417,7 +453,7 @@ def train(args, data, seed, verbose):
     dynamic_seed = seed + 10_000 if args.binarization == "dynamic" else None
     model = DiscreteVAE(x_train.shape[1], family, sampler, dynamic_seed)
     model.compile(optimizer=keras.optimizers.Adam(args.learning_rate))
-    held_out = HeldOutELBO(x_test, seed)
+    held_out = HeldOutELBO(x_test, seed, bound_images)
     start = time.perf_counter()
     history = model.fit(
         x_train,
@@ -441,7 +477,7 @@ def train(args, data, seed, verbose):
         "final_temperature": float(sampler.temperature.numpy()),
         "seconds": seconds,
     }
-    return model, history, held_out.values, metrics
+    return model, history, held_out, metrics
 
 
 def save_pictures(model, history, held_out, x_test, out, seed):
@@ -506,14 +542,17 @@ def export(model, out):
 
 def compare(args, data):
     seeds = COMPARE_SEEDS if args.seeds is None else tuple(range(args.seeds))
-    results, curves = {}, {}
+    bound_images = min(TRACKED_IMAGES, len(data[1]))
+    results, curves, bounds = {}, {}, {}
     for estimator in kg.ESTIMATORS:
         for seed in seeds:
             run_args = argparse.Namespace(**{**vars(args), "estimator": estimator})
             print(f"--compare: estimator={estimator} seed={seed}", flush=True)
-            _, _, held_out, metrics = train(run_args, data, seed, verbose=2)
-            if held_out is not None:
-                curves.setdefault(estimator, []).append(held_out)
+            _, _, held_out, metrics = train(
+                run_args, data, seed, verbose=2, bound_images=bound_images
+            )
+            curves.setdefault(estimator, []).append(held_out.values)
+            bounds.setdefault(estimator, []).append(held_out.bounds)
             print(
                 f"  negative ELBO {metrics['negative_elbo']:.2f}, IW bound "
                 f"{metrics['iw_bound']:.2f}, {metrics['seconds']:.0f} s",
@@ -560,49 +599,95 @@ def compare(args, data):
         "|" + "|".join("---" for _ in headers) + "|",
     ]
     table += ["| " + " | ".join(row) + " |" for row in rows]
+    since = stable_since(bounds)
+    ranking = (
+        f"Ranking by the K={TRACKED_IMPORTANCE_SAMPLES} bound on the first "
+        f"{bound_images} held-out images, seed means, tracked every epoch: "
+        f"the final one (best first: {', '.join(final_ranking(bounds))}) since "
+        f"epoch {since} of {args.epochs}."
+    )
+    print(ranking)
+    table += ["", ranking]
     write_results(
         pathlib.Path(args.results),
         "\n".join(table),
         *results_markers(args.latent, args.dataset),
     )
-    if curves:
-        out = pathlib.Path(args.out)
-        out.mkdir(parents=True, exist_ok=True)
-        save_compare_curves(curves, args, out / f"compare_{args.latent}_curves.png")
+    out = pathlib.Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    # Everything the table and the figure come from, to study without rerunning.
+    record = {
+        "command": command,
+        "seeds": list(seeds),
+        "tracked_bound": {
+            "importance_samples": TRACKED_IMPORTANCE_SAMPLES,
+            "images": bound_images,
+        },
+        "runs": {
+            estimator: [
+                {**metrics, "held_out_elbo": elbo, "tracked_bound": bound}
+                for metrics, elbo, bound in zip(
+                    results[estimator],
+                    curves[estimator],
+                    bounds[estimator],
+                    strict=True,
+                )
+            ]
+            for estimator in results
+        },
+    }
+    record_path = out / f"compare_{args.latent}.json"
+    record_path.write_text(json.dumps(record, indent=1))
+    print(f"Wrote every run's metrics and curves to {record_path}")
+    save_compare_curves(
+        {
+            "held-out negative ELBO, hard codes": curves,
+            f"IW bound, K={TRACKED_IMPORTANCE_SAMPLES}, {bound_images} images": bounds,
+        },
+        args,
+        out / f"compare_{args.latent}_curves.png",
+    )
 
 
-def save_compare_curves(curves, args, path):
-    """Held-out negative ELBO per epoch, one line per estimator (seed mean),
-    the band between the seeds' lowest and highest."""
+def final_ranking(curves):
+    """The estimators from best to worst by their seed-mean final value."""
+    return sorted(curves, key=lambda estimator: np.mean(curves[estimator], axis=0)[-1])
+
+
+def save_compare_curves(panels, args, path):
+    """One panel per measure (`{title: {estimator: [runs][epochs]}}`), one line
+    per estimator (seed mean) and the band between the seeds' lowest and
+    highest values."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    figure, axis = plt.subplots(figsize=(7, 4))
-    for estimator, runs in curves.items():
-        runs = np.asarray(runs)
-        epochs = np.arange(1, runs.shape[1] + 1)
-        (line,) = axis.plot(epochs, runs.mean(axis=0), label=estimator)
-        axis.fill_between(
-            epochs,
-            runs.min(axis=0),
-            runs.max(axis=0),
-            color=line.get_color(),
-            alpha=0.2,
-        )
-    final = np.concatenate([np.asarray(runs)[:, -1] for runs in curves.values()])
-    first = np.concatenate([np.asarray(runs)[:, 0] for runs in curves.values()])
-    # The late epochs are what tells the estimators apart: zoom on them.
-    axis.set_ylim(final.min() - 2, min(first.max(), final.max() + 25))
-    axis.set_xlabel("epoch")
-    axis.set_ylabel("held-out negative ELBO, hard codes (nats)")
-    axis.set_title(
+    figure, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 4))
+    for axis, (title, curves) in zip(np.atleast_1d(axes), panels.items(), strict=True):
+        for estimator, runs in curves.items():
+            runs = np.asarray(runs)
+            epochs = np.arange(1, runs.shape[1] + 1)
+            (line,) = axis.plot(epochs, runs.mean(axis=0), label=estimator)
+            axis.fill_between(
+                epochs,
+                runs.min(axis=0),
+                runs.max(axis=0),
+                color=line.get_color(),
+                alpha=0.2,
+            )
+        final = np.concatenate([np.asarray(runs)[:, -1] for runs in curves.values()])
+        first = np.concatenate([np.asarray(runs)[:, 0] for runs in curves.values()])
+        # The late epochs are what tells the estimators apart: zoom on them.
+        axis.set_ylim(final.min() - 2, min(first.max(), final.max() + 25))
+        axis.set_xlabel("epoch")
+        axis.set_ylabel(f"held-out {title} (nats)", fontsize=9)
+        axis.legend(fontsize=8)
+    figure.suptitle(
         f"{latent_family(args).description} VAE, {args.dataset}, "
         f"{len(next(iter(curves.values())))} seeds (band: min to max)",
         fontsize=10,
     )
-    axis.legend(fontsize=8)
     figure.tight_layout()
     figure.savefig(path, dpi=100)
     plt.close(figure)
@@ -765,7 +850,7 @@ def main(argv=None):
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     model, history, held_out, metrics = train(args, data, args.seed, verbose=1)
-    save_pictures(model, history, held_out, data[1], out, args.seed)
+    save_pictures(model, history, held_out.values, data[1], out, args.seed)
     if not args.no_export:
         export(model, out)
     print()

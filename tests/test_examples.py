@@ -9,9 +9,11 @@ stops with argparse's usage error naming the flag.
 
 import importlib.util
 import itertools
+import json
 import math
 import pathlib
 import sys
+import types
 
 import keras
 import numpy as np
@@ -99,6 +101,32 @@ def test_discrete_vae_dynamic_run_and_compare_curves(tmp_path, monkeypatch, caps
     assert "(seeds 0, 1; 2 epochs, dataset `digits` (dynamic binarization)" in text
     assert "jang schedule" in text and "| `gst` |" in text
     assert (tmp_path / "compare_categorical_curves.png").stat().st_size > 0
+    # The record behind the table: every run's metrics and per-epoch curves.
+    record = json.loads((tmp_path / "compare_categorical.json").read_text())
+    assert record["seeds"] == [0, 1]
+    for runs in record["runs"].values():
+        assert len(runs) == 2
+        for run in runs:
+            assert len(run["held_out_elbo"]) == len(run["tracked_bound"]) == 2
+    ranking = example.final_ranking(
+        {
+            name: [r["tracked_bound"] for r in runs]
+            for name, runs in record["runs"].items()
+        }
+    )
+    assert f"(best first: {ranking[0]}, {ranking[1]}) since epoch" in text
+
+
+def test_discrete_vae_stable_since_finds_the_last_change_of_ranking():
+    example = load_example("discrete_vae")
+    # Seed means per epoch: a 10 12 11 10, b 11 11 12 12: a leads from epoch 3 on.
+    curves = {"a": [[10, 12, 11, 10]], "b": [[12, 10, 13, 12], [10, 12, 11, 12]]}
+    assert example.stable_since(curves) == 3
+    assert example.final_ranking(curves) == ["a", "b"]
+    # The same ranking throughout: stable from the first epoch.
+    assert example.stable_since({"a": [[1, 1]], "b": [[2, 2]]}) == 1
+    # A change at the last epoch: stable only from it.
+    assert example.stable_since({"a": [[1, 3]], "b": [[2, 2]]}) == 2
 
 
 # gumbel_rao and gst differ from straight_through only in the gradient, which the
@@ -186,15 +214,16 @@ def test_discrete_vae_bernoulli_compare_writes_its_own_table(tmp_path, monkeypat
     blocks = results_file(example, results)
     runs = []
 
-    def train(args, data, seed, verbose):
+    def train(args, data, seed, verbose, bound_images):
         # Training itself is tested above; here only the table matters.
         runs.append((args.latent, args.latents, args.estimator, seed))
         metrics = {"negative_elbo": 110.0 + seed, "iw_bound": 100.0 + 2 * seed}
-        return None, None, None, {**metrics, "final_temperature": 0.5, "seconds": 3}
+        curves = types.SimpleNamespace(values=[120.0, 110.0], bounds=[115.0, 100.0])
+        return None, None, curves, {**metrics, "final_temperature": 0.5, "seconds": 3}
 
     monkeypatch.setattr(example, "train", train)
     flags = "--compare --latent bernoulli --dataset=digits --importance-samples=7"
-    example.main([*flags.split(), f"--results={results}"])
+    example.main([*flags.split(), f"--results={results}", f"--out={tmp_path}"])
     assert runs == [
         ("bernoulli", 200, estimator, seed)
         for estimator in example.kg.ESTIMATORS
