@@ -132,3 +132,18 @@ def test_tensorflow_backend_without_tensorflow_says_what_to_do():
     assert "Keras is set to its TensorFlow backend" in stdout
     assert 'pip install "keras-gumbel[tensorflow]"' in stdout
     assert "KERAS_BACKEND=jax" in stdout
+
+
+def install_block(path):
+    text = path.read_text()
+    start, end = "<!-- install: start -->", "<!-- install: end -->"
+    assert text.count(start) == text.count(end) == 1, path.name
+    # The README links to docs/backends.md, the page itself to backends.md.
+    return text.split(start)[1].split(end)[0].replace("](docs/", "](")
+
+
+def test_readme_and_backends_page_give_the_same_install_instructions():
+    readme = install_block(ROOT / "README.md")
+    assert readme == install_block(ROOT / "docs" / "backends.md")
+    for extra in ("tensorflow", "jax", "torch", "export", "tensorboard"):
+        assert f'pip install -e ".[{extra}]"' in readme
