@@ -32,29 +32,19 @@ estimator with three seeds and writes a results table, one per `--latent` family
 
 import argparse
 import json
-import logging
 import math
-import os
 import pathlib
 import sys
 import time
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-# Predicting with several models retraces; TensorFlow warns about it, needlessly.
-logging.getLogger("tensorflow").setLevel(logging.ERROR)
-
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-from _cli import (  # noqa: E402
+import _cli
+from _cli import (
     positive_float,
     positive_int,
     print_table,
     write_between_markers,
 )
-from _data import DATASET_HELP, DATASETS, load_or_exit  # noqa: E402
-from keras import ops  # noqa: E402
-
-import keras_gumbel as kg  # noqa: E402
+from _data import DATASET_HELP, DATASETS
 
 COMPARE_SEEDS = (0, 1, 2)
 LATENTS = ("categorical", "bernoulli")
@@ -62,6 +52,152 @@ LATENTS = ("categorical", "bernoulli")
 # in the authors' notebook `Categorical VAE.ipynb` (section 4.2 says 20 x 10).
 DEFAULT_LATENTS = {"categorical": 30, "bernoulli": 200}
 DEFAULT_CLASSES = 10
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=_cli.HelpFormatter
+    )
+    parser.add_argument(
+        "--latent",
+        choices=LATENTS,
+        default="categorical",
+        help="the latent code: categorical (--latents one-hot variables of "
+        "--classes classes, uniform prior) or bernoulli (--latents binary "
+        "variables, Bernoulli(1/2) prior)",
+    )
+    parser.add_argument(
+        "--estimator",
+        choices=_cli.ESTIMATORS,
+        default="gumbel_softmax",
+        help="gradient estimator: gumbel_softmax trains on relaxed codes, the "
+        "others on exact (hard) codes",
+    )
+    parser.add_argument(
+        "--dataset",
+        choices=DATASETS,
+        default="mnist5k",
+        help=DATASET_HELP,
+    )
+    parser.add_argument(
+        "--binarization",
+        choices=("fixed", "dynamic"),
+        default="fixed",
+        help="fixed: one Bernoulli(pixel) draw of every image, made once; "
+        "dynamic: a fresh draw of every training batch (the held-out images "
+        "keep the fixed draw)",
+    )
+    parser.add_argument(
+        "--epochs",
+        type=positive_int,
+        default=50,
+        help="passes over the training images",
+    )
+    parser.add_argument(
+        "--batch-size", type=positive_int, default=100, help="batch size"
+    )
+    parser.add_argument(
+        "--learning-rate", type=positive_float, default=1e-3, help="Adam's step size"
+    )
+    parser.add_argument(
+        "--schedule",
+        choices=("fit", "jang"),
+        default="fit",
+        help="temperature schedule. fit: exponential decay from --temperature "
+        "to --min-temperature over the first 80%% of training, in 50 steps, "
+        "whatever the run's length; "
+        "jang: Jang et al.'s max(--min-temperature, exp(-1e-4 t)) updated every "
+        "500 updates t, which reaches 0.5 after 7000 updates",
+    )
+    # SUPPRESS: the defaults depend on --latent, and --classes must not be
+    # given with --latent bernoulli; both are filled in below.
+    parser.add_argument(
+        "--latents",
+        type=positive_int,
+        default=argparse.SUPPRESS,
+        help="number of latent variables (default: "
+        + ", ".join(f"{n} {latent}" for latent, n in DEFAULT_LATENTS.items())
+        + ")",
+    )
+    parser.add_argument(
+        "--classes",
+        type=positive_int,
+        default=argparse.SUPPRESS,
+        help="number of classes of each categorical latent variable "
+        f"(default: {DEFAULT_CLASSES}; --latent categorical only)",
+    )
+    parser.add_argument(
+        "--temperature", type=positive_float, default=1.0, help="initial temperature"
+    )
+    parser.add_argument(
+        "--min-temperature",
+        type=positive_float,
+        default=0.5,
+        help="temperature floor (raised to the estimator's minimum)",
+    )
+    parser.add_argument(
+        "--eval-samples",
+        type=positive_int,
+        default=10,
+        help="hard codes per held-out image for the negative ELBO",
+    )
+    parser.add_argument(
+        "--importance-samples",
+        type=positive_int,
+        default=100,
+        help="K of the importance-weighted bound",
+    )
+    parser.add_argument(
+        "--seed", type=int, default=0, help="seed of weights, samples and batches"
+    )
+    parser.add_argument(
+        "--seeds",
+        type=positive_int,
+        default=None,
+        help="--compare: train seeds 0 .. N-1 of each estimator "
+        "(default: seeds 0, 1, 2)",
+    )
+    _cli.add_run_flags(parser, "discrete_vae", "pictures and exported models")
+    parser.add_argument(
+        "--no-export",
+        action="store_true",
+        help="do not write the encoder and decoder SavedModels",
+    )
+    parser.add_argument(
+        "--compare",
+        action="store_true",
+        help="train every estimator with seeds 0, 1, 2 (or --seeds), write a "
+        "table to --results and the learning curves to --out",
+    )
+    parser.add_argument(
+        "--results",
+        default="docs/results.md",
+        help="markdown file that --compare writes its table into, between "
+        "markers of its own for each --latent",
+    )
+    args = parser.parse_args(argv)
+    if not hasattr(args, "latents"):
+        args.latents = DEFAULT_LATENTS[args.latent]
+    if args.latent == "bernoulli":
+        if hasattr(args, "classes"):
+            parser.error("argument --classes: only for --latent categorical")
+        args.classes = None
+    elif not hasattr(args, "classes"):
+        args.classes = DEFAULT_CLASSES
+    elif args.classes < 2:
+        parser.error(f"argument --classes: expected at least 2, got {args.classes}")
+    args.command_line = argv
+    return args
+
+
+_cli.start(__name__, parse_args)
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+from _data import load_or_exit  # noqa: E402
+from keras import ops  # noqa: E402
+
+import keras_gumbel as kg  # noqa: E402
 
 
 def results_markers(latent, dataset="mnist5k"):
@@ -700,138 +836,26 @@ def write_results(path, table, start, end):
     print(f"Wrote the comparison table to {path}")
 
 
-def parse_args(argv):
-    parser = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+def warn_if_short(args, updates):
+    """Warns when Jang et al.'s schedule cannot reach its floor in `updates`.
+
+    `--schedule fit` reaches the floor after 80% of any run by construction.
+    """
+    if args.schedule != "jang":
+        return
+    schedule = temperature_schedule(args, updates)
+    floor = float(schedule.minimum)
+    # The schedule holds each value for JANG_EVERY updates.
+    decay = math.log(float(schedule.initial) / floor) / JANG_RATE
+    needed = math.ceil(decay / JANG_EVERY) * JANG_EVERY
+    _cli.warn_if_short(
+        updates,
+        needed,
+        f"Jang et al.'s schedule max({floor:g}, exp(-{JANG_RATE:g} t)), updated "
+        f"every {JANG_EVERY} updates, reaches its floor {floor:g} only after that "
+        "many, and a shorter run never trains at the temperature it evaluates "
+        "with hard codes.",
     )
-    parser.add_argument(
-        "--latent",
-        choices=LATENTS,
-        default="categorical",
-        help="the latent code: categorical (--latents one-hot variables of "
-        "--classes classes, uniform prior) or bernoulli (--latents binary "
-        "variables, Bernoulli(1/2) prior)",
-    )
-    parser.add_argument(
-        "--estimator",
-        choices=kg.ESTIMATORS,
-        default="gumbel_softmax",
-        help="gradient estimator: gumbel_softmax trains on relaxed codes, the "
-        "others on exact (hard) codes",
-    )
-    parser.add_argument(
-        "--dataset",
-        choices=DATASETS,
-        default="mnist5k",
-        help=DATASET_HELP + " (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--binarization",
-        choices=("fixed", "dynamic"),
-        default="fixed",
-        help="fixed: one Bernoulli(pixel) draw of every image, made once; "
-        "dynamic: a fresh draw of every training batch (the held-out images "
-        "keep the fixed draw)",
-    )
-    parser.add_argument("--epochs", type=positive_int, default=50, help="epochs")
-    parser.add_argument(
-        "--batch-size", type=positive_int, default=100, help="batch size"
-    )
-    parser.add_argument(
-        "--learning-rate", type=positive_float, default=1e-3, help="Adam's step size"
-    )
-    parser.add_argument(
-        "--schedule",
-        choices=("fit", "jang"),
-        default="fit",
-        help="temperature schedule. fit: exponential decay from --temperature "
-        "to --min-temperature over the first 80%% of training, in 50 steps; "
-        "jang: Jang et al.'s max(--min-temperature, exp(-1e-4 t)) updated every "
-        "500 updates t, which reaches 0.5 after 7000 updates",
-    )
-    # SUPPRESS: the defaults depend on --latent, and --classes must not be
-    # given with --latent bernoulli; both are filled in below.
-    parser.add_argument(
-        "--latents",
-        type=positive_int,
-        default=argparse.SUPPRESS,
-        help="number of latent variables (default: "
-        + ", ".join(f"{n} {latent}" for latent, n in DEFAULT_LATENTS.items())
-        + ")",
-    )
-    parser.add_argument(
-        "--classes",
-        type=positive_int,
-        default=argparse.SUPPRESS,
-        help="number of classes of each categorical latent variable "
-        f"(default: {DEFAULT_CLASSES}; --latent categorical only)",
-    )
-    parser.add_argument(
-        "--temperature", type=positive_float, default=1.0, help="initial temperature"
-    )
-    parser.add_argument(
-        "--min-temperature",
-        type=positive_float,
-        default=0.5,
-        help="temperature floor (raised to the estimator's minimum)",
-    )
-    parser.add_argument(
-        "--eval-samples",
-        type=positive_int,
-        default=10,
-        help="hard codes per held-out image for the negative ELBO",
-    )
-    parser.add_argument(
-        "--importance-samples",
-        type=positive_int,
-        default=100,
-        help="K of the importance-weighted bound",
-    )
-    parser.add_argument(
-        "--seed", type=int, default=0, help="seed of weights, samples and batches"
-    )
-    parser.add_argument(
-        "--seeds",
-        type=positive_int,
-        default=None,
-        help="--compare: train seeds 0 .. N-1 of each estimator (default: 0, 1, 2)",
-    )
-    parser.add_argument(
-        "--out",
-        default="discrete_vae_out",
-        help="directory for pictures and exported models",
-    )
-    parser.add_argument(
-        "--no-export",
-        action="store_true",
-        help="do not write the encoder and decoder SavedModels",
-    )
-    parser.add_argument(
-        "--compare",
-        action="store_true",
-        help="train every estimator with seeds 0, 1, 2 (or --seeds), write a "
-        "table to --results and the learning curves to --out",
-    )
-    parser.add_argument(
-        "--results",
-        default="docs/results.md",
-        help="markdown file that --compare writes its table into, between "
-        "markers of its own for each --latent",
-    )
-    args = parser.parse_args(argv)
-    if not hasattr(args, "latents"):
-        args.latents = DEFAULT_LATENTS[args.latent]
-    if args.latent == "bernoulli":
-        if hasattr(args, "classes"):
-            parser.error("argument --classes: only for --latent categorical")
-        args.classes = None
-    elif not hasattr(args, "classes"):
-        args.classes = DEFAULT_CLASSES
-    elif args.classes < 2:
-        parser.error(f"argument --classes: expected at least 2, got {args.classes}")
-    args.command_line = argv
-    return args
 
 
 def main(argv=None):
@@ -844,6 +868,7 @@ def main(argv=None):
         f"Data: {args.dataset}, {len(data[0])} training and {len(data[1])} held-out "
         f"images of {data[0].shape[1]} pixels, {args.binarization} binarization."
     )
+    warn_if_short(args, args.epochs * math.ceil(len(data[0]) / args.batch_size))
     if args.compare:
         compare(args, data)
         return None

@@ -4,6 +4,7 @@ Every check fails with one sentence that names the argument, says what was
 expected and shows what was received, in the style of Keras's own layers.
 """
 
+import importlib.util
 import math
 import numbers
 
@@ -19,6 +20,29 @@ def invalid(name, expected, received):
         f"Invalid value received for argument `{name}`. Expected {expected}. "
         f"Received: {name}={received!r}"
     )
+
+
+def tensorflow_installed() -> bool:
+    """Whether TensorFlow can be imported, without importing it (that takes seconds)."""
+    try:
+        return importlib.util.find_spec("tensorflow") is not None
+    except (ImportError, ValueError):  # An import hook refused it, or a stub.
+        return False
+
+
+def require_tensorflow(feature: str, extra: str) -> None:
+    """Raises an ImportError naming the extra to install if TensorFlow is absent.
+
+    TensorFlow is an optional dependency; `feature` (e.g.
+    "`keras_gumbel.export.to_tflite`") is something that cannot work without it.
+    """
+    if not tensorflow_installed():
+        raise ImportError(
+            f"{feature} needs TensorFlow, which is not installed. Install it with "
+            f'`pip install "keras-gumbel[{extra}]"` and run with '
+            "KERAS_BACKEND=tensorflow.",
+            name="tensorflow",
+        )
 
 
 def is_tensor_like(value):
