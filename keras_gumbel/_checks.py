@@ -73,6 +73,43 @@ def check_temperature(temperature, name="temperature"):
     return float(temperature)
 
 
+def is_real(value):
+    """A Python or NumPy real number, not a bool."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def check_non_negative(value, name):
+    """Validates a non-negative finite float (a loss weight); returns it as float."""
+    if not is_real(value):
+        raise TypeError(invalid(name, "a non-negative float", value))
+    if not math.isfinite(value) or value < 0:
+        raise ValueError(invalid(name, "a non-negative finite float", value))
+    return float(value)
+
+
+def check_count(value, name, minimum):
+    """Validates an int of at least `minimum`; returns it as int."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(invalid(name, f"an int >= {minimum}", value))
+    if value < minimum:
+        raise ValueError(invalid(name, f"an int >= {minimum}", value))
+    return int(value)
+
+
+def check_limits(limits):
+    """Validates the Hard Concrete stretch `(gamma, zeta)`; returns it as floats."""
+    expected = "a pair (gamma, zeta) of finite floats with gamma < 0 and zeta > 1"
+    if not isinstance(limits, (tuple, list)) or len(limits) != 2:
+        raise TypeError(invalid("limits", expected, limits))
+    if not all(is_real(value) for value in limits):
+        raise TypeError(invalid("limits", expected, limits))
+    gamma, zeta = float(limits[0]), float(limits[1])
+    # An infinite zeta would make the stretch `s * (zeta - gamma)` NaN at s=0.
+    if not (math.isfinite(gamma) and math.isfinite(zeta) and gamma < 0 < 1 < zeta):
+        raise ValueError(invalid("limits", expected, limits))
+    return gamma, zeta
+
+
 def check_temperatures(temperature, name="temperature"):
     """`check_temperature`, also for a batch of temperatures known in Python.
 
