@@ -24,25 +24,111 @@ Run `python examples/attention_selection.py --help` for the flags.
 """
 
 import argparse
-import logging
 import math
-import os
 import pathlib
 import time
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-# Predicting with several models retraces; TensorFlow warns about it, needlessly.
-logging.getLogger("tensorflow").setLevel(logging.ERROR)
+import _cli
+from _cli import positive_float, positive_int, print_table
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=_cli.HelpFormatter
+    )
+    parser.add_argument(
+        "--estimator",
+        choices=_cli.HARD_ESTIMATORS,
+        default="straight_through",
+        help="gradient estimator of the GumbelSoftmax layer (task 'one')",
+    )
+    parser.add_argument(
+        "--k", type=positive_int, default=3, help="items to pick in task 'topk'"
+    )
+    parser.add_argument(
+        "--keys", type=positive_int, default=16, help="number of distinct keys"
+    )
+    parser.add_argument(
+        "--min-length",
+        type=positive_int,
+        default=4,
+        help="fewest (key, value) pairs in a sequence",
+    )
+    parser.add_argument(
+        "--max-length",
+        type=positive_int,
+        default=16,
+        help="most (key, value) pairs in a sequence; shorter ones are padded",
+    )
+    parser.add_argument(
+        "--train-size", type=positive_int, default=20000, help="training sequences"
+    )
+    parser.add_argument(
+        "--test-size", type=positive_int, default=2000, help="held-out sequences"
+    )
+    parser.add_argument(
+        "--epochs", type=positive_int, default=5, help="epochs of each model"
+    )
+    parser.add_argument(
+        "--batch-size", type=positive_int, default=128, help="batch size"
+    )
+    parser.add_argument(
+        "--learning-rate", type=positive_float, default=3e-3, help="Adam's step size"
+    )
+    parser.add_argument(
+        "--width", type=positive_int, default=32, help="embedding width"
+    )
+    parser.add_argument(
+        "--start-temperature",
+        type=positive_float,
+        default=2.0,
+        help="the Gumbel layers' temperature at the first update",
+    )
+    parser.add_argument(
+        "--end-temperature",
+        type=positive_float,
+        default=0.5,
+        help="the temperature at the last update, reached geometrically (raised "
+        "to the estimator's minimum)",
+    )
+    parser.add_argument(
+        "--seed", type=int, default=0, help="seed of data, weights and samples"
+    )
+    _cli.add_run_flags(parser, "attention_selection", "the attention maps")
+    args = parser.parse_args(argv)
+    if args.min_length > args.max_length:
+        parser.error(
+            f"argument --min-length: expected at most --max-length="
+            f"{args.max_length}, got {args.min_length}"
+        )
+    if args.max_length > args.keys:
+        parser.error(
+            "argument --max-length: task 'one' needs distinct keys, so expected "
+            f"at most --keys={args.keys}, got {args.max_length}"
+        )
+    if args.k > args.min_length:
+        parser.error(
+            f"argument --k: expected at most --min-length={args.min_length}, "
+            f"got {args.k}"
+        )
+    if args.keys < 2:
+        parser.error(f"argument --keys: expected at least 2, got {args.keys}")
+    return args
+
+
+_cli.start(__name__, parse_args)
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
-from _cli import positive_float, positive_int, print_table  # noqa: E402
 from keras import ops  # noqa: E402
 
 import keras_gumbel as kg  # noqa: E402
 
 VALUES = 10
-HARD_ESTIMATORS = tuple(e for e in kg.ESTIMATORS if kg.estimators.get(e).hard)
+# Measured with the defaults (20,000 sequences of batch 128, learning rate 3e-3):
+# GumbelTopK's answer accuracy was 0.19, 0.53, 0.86 and 0.996 after 157, 314,
+# 471 and 785 updates, while GumbelSoftmax's task was solved after 157.
+ENOUGH_UPDATES = 785
 
 
 def make_data(count, keys, min_length, max_length, k, rng):
@@ -247,58 +333,6 @@ def save_attention_maps(maps, data, args, out):
     plt.close(figure)
 
 
-def parse_args(argv):
-    parser = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
-    parser.add_argument(
-        "--estimator",
-        choices=HARD_ESTIMATORS,
-        default="straight_through",
-        help="gradient estimator of the GumbelSoftmax layer (task 'one')",
-    )
-    parser.add_argument(
-        "--k", type=positive_int, default=3, help="items to pick in task 'topk'"
-    )
-    parser.add_argument(
-        "--keys", type=positive_int, default=16, help="number of distinct keys"
-    )
-    parser.add_argument("--min-length", type=positive_int, default=4)
-    parser.add_argument("--max-length", type=positive_int, default=16)
-    parser.add_argument("--train-size", type=positive_int, default=20000)
-    parser.add_argument("--test-size", type=positive_int, default=2000)
-    parser.add_argument("--epochs", type=positive_int, default=5)
-    parser.add_argument("--batch-size", type=positive_int, default=128)
-    parser.add_argument("--learning-rate", type=positive_float, default=3e-3)
-    parser.add_argument(
-        "--width", type=positive_int, default=32, help="embedding width"
-    )
-    parser.add_argument("--start-temperature", type=positive_float, default=2.0)
-    parser.add_argument("--end-temperature", type=positive_float, default=0.5)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", default="attention_selection_out")
-    args = parser.parse_args(argv)
-    if args.min_length > args.max_length:
-        parser.error(
-            f"argument --min-length: expected at most --max-length="
-            f"{args.max_length}, got {args.min_length}"
-        )
-    if args.max_length > args.keys:
-        parser.error(
-            "argument --max-length: task 'one' needs distinct keys, so expected "
-            f"at most --keys={args.keys}, got {args.max_length}"
-        )
-    if args.k > args.min_length:
-        parser.error(
-            f"argument --k: expected at most --min-length={args.min_length}, "
-            f"got {args.k}"
-        )
-    if args.keys < 2:
-        parser.error(f"argument --keys: expected at least 2, got {args.keys}")
-    return args
-
-
 def main(argv=None):
     args = parse_args(argv)
     out = pathlib.Path(args.out)
@@ -314,6 +348,14 @@ def main(argv=None):
         f"{args.train_size} training and {args.test_size} held-out sequences of "
         f"length {args.min_length}-{args.max_length} (padded to {args.max_length}), "
         f"{args.keys} keys, values 0-{VALUES - 1}."
+    )
+    _cli.warn_if_short(
+        args.epochs * math.ceil(args.train_size / args.batch_size),
+        ENOUGH_UPDATES,
+        "with the defaults, the answer head of the top-k task reached 0.86 "
+        "answer accuracy after 471 updates and 0.996 after 785 (0.19 after 157): "
+        "it learns sums of k values from exact selections, through "
+        "straight-through gradients.",
     )
     results, maps = {}, {}
     for task in ("one", "topk"):

@@ -31,29 +31,20 @@ estimator with three seeds and writes a results table, one per `--latent` family
 """
 
 import argparse
-import logging
+import json
 import math
-import os
 import pathlib
 import sys
 import time
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-# Predicting with several models retraces; TensorFlow warns about it, needlessly.
-logging.getLogger("tensorflow").setLevel(logging.ERROR)
-
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-from _cli import (  # noqa: E402
+import _cli
+from _cli import (
     positive_float,
     positive_int,
     print_table,
     write_between_markers,
 )
-from _data import DATASET_HELP, DATASETS, load_or_exit  # noqa: E402
-from keras import ops  # noqa: E402
-
-import keras_gumbel as kg  # noqa: E402
+from _data import DATASET_HELP, DATASETS
 
 COMPARE_SEEDS = (0, 1, 2)
 LATENTS = ("categorical", "bernoulli")
@@ -61,6 +52,152 @@ LATENTS = ("categorical", "bernoulli")
 # in the authors' notebook `Categorical VAE.ipynb` (section 4.2 says 20 x 10).
 DEFAULT_LATENTS = {"categorical": 30, "bernoulli": 200}
 DEFAULT_CLASSES = 10
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=_cli.HelpFormatter
+    )
+    parser.add_argument(
+        "--latent",
+        choices=LATENTS,
+        default="categorical",
+        help="the latent code: categorical (--latents one-hot variables of "
+        "--classes classes, uniform prior) or bernoulli (--latents binary "
+        "variables, Bernoulli(1/2) prior)",
+    )
+    parser.add_argument(
+        "--estimator",
+        choices=_cli.ESTIMATORS,
+        default="gumbel_softmax",
+        help="gradient estimator: gumbel_softmax trains on relaxed codes, the "
+        "others on exact (hard) codes",
+    )
+    parser.add_argument(
+        "--dataset",
+        choices=DATASETS,
+        default="mnist5k",
+        help=DATASET_HELP,
+    )
+    parser.add_argument(
+        "--binarization",
+        choices=("fixed", "dynamic"),
+        default="fixed",
+        help="fixed: one Bernoulli(pixel) draw of every image, made once; "
+        "dynamic: a fresh draw of every training batch (the held-out images "
+        "keep the fixed draw)",
+    )
+    parser.add_argument(
+        "--epochs",
+        type=positive_int,
+        default=50,
+        help="passes over the training images",
+    )
+    parser.add_argument(
+        "--batch-size", type=positive_int, default=100, help="batch size"
+    )
+    parser.add_argument(
+        "--learning-rate", type=positive_float, default=1e-3, help="Adam's step size"
+    )
+    parser.add_argument(
+        "--schedule",
+        choices=("fit", "jang"),
+        default="fit",
+        help="temperature schedule. fit: exponential decay from --temperature "
+        "to --min-temperature over the first 80%% of training, in 50 steps, "
+        "whatever the run's length; "
+        "jang: Jang et al.'s max(--min-temperature, exp(-1e-4 t)) updated every "
+        "500 updates t, which reaches 0.5 after 7000 updates",
+    )
+    # SUPPRESS: the defaults depend on --latent, and --classes must not be
+    # given with --latent bernoulli; both are filled in below.
+    parser.add_argument(
+        "--latents",
+        type=positive_int,
+        default=argparse.SUPPRESS,
+        help="number of latent variables (default: "
+        + ", ".join(f"{n} {latent}" for latent, n in DEFAULT_LATENTS.items())
+        + ")",
+    )
+    parser.add_argument(
+        "--classes",
+        type=positive_int,
+        default=argparse.SUPPRESS,
+        help="number of classes of each categorical latent variable "
+        f"(default: {DEFAULT_CLASSES}; --latent categorical only)",
+    )
+    parser.add_argument(
+        "--temperature", type=positive_float, default=1.0, help="initial temperature"
+    )
+    parser.add_argument(
+        "--min-temperature",
+        type=positive_float,
+        default=0.5,
+        help="temperature floor (raised to the estimator's minimum)",
+    )
+    parser.add_argument(
+        "--eval-samples",
+        type=positive_int,
+        default=10,
+        help="hard codes per held-out image for the negative ELBO",
+    )
+    parser.add_argument(
+        "--importance-samples",
+        type=positive_int,
+        default=100,
+        help="K of the importance-weighted bound",
+    )
+    parser.add_argument(
+        "--seed", type=int, default=0, help="seed of weights, samples and batches"
+    )
+    parser.add_argument(
+        "--seeds",
+        type=positive_int,
+        default=None,
+        help="--compare: train seeds 0 .. N-1 of each estimator "
+        "(default: seeds 0, 1, 2)",
+    )
+    _cli.add_run_flags(parser, "discrete_vae", "pictures and exported models")
+    parser.add_argument(
+        "--no-export",
+        action="store_true",
+        help="do not write the encoder and decoder SavedModels",
+    )
+    parser.add_argument(
+        "--compare",
+        action="store_true",
+        help="train every estimator with seeds 0, 1, 2 (or --seeds), write a "
+        "table to --results and the learning curves to --out",
+    )
+    parser.add_argument(
+        "--results",
+        default="docs/results.md",
+        help="markdown file that --compare writes its table into, between "
+        "markers of its own for each --latent",
+    )
+    args = parser.parse_args(argv)
+    if not hasattr(args, "latents"):
+        args.latents = DEFAULT_LATENTS[args.latent]
+    if args.latent == "bernoulli":
+        if hasattr(args, "classes"):
+            parser.error("argument --classes: only for --latent categorical")
+        args.classes = None
+    elif not hasattr(args, "classes"):
+        args.classes = DEFAULT_CLASSES
+    elif args.classes < 2:
+        parser.error(f"argument --classes: expected at least 2, got {args.classes}")
+    args.command_line = argv
+    return args
+
+
+_cli.start(__name__, parse_args)
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+from _data import load_or_exit  # noqa: E402
+from keras import ops  # noqa: E402
+
+import keras_gumbel as kg  # noqa: E402
 
 
 def results_markers(latent, dataset="mnist5k"):
@@ -351,19 +488,50 @@ def evaluate(model, x, *, samples=1, importance_samples=100, seed=0):
 
 
 class HeldOutELBO(keras.callbacks.Callback):
-    """Records the held-out negative ELBO (hard codes, one sample) every epoch."""
+    """Records the held-out negative ELBO (hard codes, one sample) every epoch.
 
-    def __init__(self, x, seed):
+    With `bound_images`, also the importance-weighted bound with
+    `TRACKED_IMPORTANCE_SAMPLES` codes on the first `bound_images` held-out
+    images, the paper's measure at a cost small enough for every epoch: the
+    ranking of the estimators is read from it (see `stable_since`).
+    """
+
+    def __init__(self, x, seed, bound_images=0):
         super().__init__()
         self.x = x
         self.seed = seed
+        self.bound_images = bound_images
         self.values = []
+        self.bounds = []
 
     def on_epoch_end(self, epoch, logs=None):
         value, _ = evaluate(
             self.model, self.x, importance_samples=0, seed=self.seed + epoch
         )
         self.values.append(value)
+        if self.bound_images:
+            _, bound = evaluate(
+                self.model,
+                self.x[: self.bound_images],
+                importance_samples=TRACKED_IMPORTANCE_SAMPLES,
+                seed=self.seed + epoch,
+            )
+            self.bounds.append(bound)
+
+
+# K of the bound that --compare tracks every epoch, and on how many images.
+TRACKED_IMPORTANCE_SAMPLES = 100
+TRACKED_IMAGES = 2000
+
+
+def stable_since(curves):
+    """The first epoch (1-based) from which the ranking of the estimators by
+    their seed-mean `curves` (`{estimator: [runs][epochs]}`, lower is better)
+    is the final ranking at every epoch."""
+    means = np.array([np.mean(runs, axis=0) for runs in curves.values()])
+    orders = np.argsort(means, axis=0, kind="stable")
+    changed = np.flatnonzero(np.any(orders != orders[:, -1:], axis=0))
+    return 1 if changed.size == 0 else int(changed[-1]) + 2
 
 
 # Jang et al. (2017, section 4.2): tau = max(0.5, exp(-r t)), updated every N
@@ -395,8 +563,12 @@ def temperature_schedule(args, steps):
     )
 
 
-def train(args, data, seed, verbose):
-    """Trains one VAE; returns (model, history, held-out curve, metrics)."""
+def train(args, data, seed, verbose, bound_images=0):
+    """Trains one VAE; returns (model, history, held-out curves, metrics).
+
+    The held-out curves are the `HeldOutELBO` callback: `.values` per epoch,
+    and `.bounds` when `bound_images` > 0.
+    """
     keras.backend.clear_session()
     keras.utils.set_random_seed(seed)
     if keras.backend.backend() == "tensorflow":
@@ -417,7 +589,7 @@ def train(args, data, seed, verbose):
     dynamic_seed = seed + 10_000 if args.binarization == "dynamic" else None
     model = DiscreteVAE(x_train.shape[1], family, sampler, dynamic_seed)
     model.compile(optimizer=keras.optimizers.Adam(args.learning_rate))
-    held_out = HeldOutELBO(x_test, seed)
+    held_out = HeldOutELBO(x_test, seed, bound_images)
     start = time.perf_counter()
     history = model.fit(
         x_train,
@@ -441,7 +613,7 @@ def train(args, data, seed, verbose):
         "final_temperature": float(sampler.temperature.numpy()),
         "seconds": seconds,
     }
-    return model, history, held_out.values, metrics
+    return model, history, held_out, metrics
 
 
 def save_pictures(model, history, held_out, x_test, out, seed):
@@ -506,14 +678,17 @@ def export(model, out):
 
 def compare(args, data):
     seeds = COMPARE_SEEDS if args.seeds is None else tuple(range(args.seeds))
-    results, curves = {}, {}
+    bound_images = min(TRACKED_IMAGES, len(data[1]))
+    results, curves, bounds = {}, {}, {}
     for estimator in kg.ESTIMATORS:
         for seed in seeds:
             run_args = argparse.Namespace(**{**vars(args), "estimator": estimator})
             print(f"--compare: estimator={estimator} seed={seed}", flush=True)
-            _, _, held_out, metrics = train(run_args, data, seed, verbose=2)
-            if held_out is not None:
-                curves.setdefault(estimator, []).append(held_out)
+            _, _, held_out, metrics = train(
+                run_args, data, seed, verbose=2, bound_images=bound_images
+            )
+            curves.setdefault(estimator, []).append(held_out.values)
+            bounds.setdefault(estimator, []).append(held_out.bounds)
             print(
                 f"  negative ELBO {metrics['negative_elbo']:.2f}, IW bound "
                 f"{metrics['iw_bound']:.2f}, {metrics['seconds']:.0f} s",
@@ -560,49 +735,95 @@ def compare(args, data):
         "|" + "|".join("---" for _ in headers) + "|",
     ]
     table += ["| " + " | ".join(row) + " |" for row in rows]
+    since = stable_since(bounds)
+    ranking = (
+        f"Ranking by the K={TRACKED_IMPORTANCE_SAMPLES} bound on the first "
+        f"{bound_images} held-out images, seed means, tracked every epoch: "
+        f"the final one (best first: {', '.join(final_ranking(bounds))}) since "
+        f"epoch {since} of {args.epochs}."
+    )
+    print(ranking)
+    table += ["", ranking]
     write_results(
         pathlib.Path(args.results),
         "\n".join(table),
         *results_markers(args.latent, args.dataset),
     )
-    if curves:
-        out = pathlib.Path(args.out)
-        out.mkdir(parents=True, exist_ok=True)
-        save_compare_curves(curves, args, out / f"compare_{args.latent}_curves.png")
+    out = pathlib.Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    # Everything the table and the figure come from, to study without rerunning.
+    record = {
+        "command": command,
+        "seeds": list(seeds),
+        "tracked_bound": {
+            "importance_samples": TRACKED_IMPORTANCE_SAMPLES,
+            "images": bound_images,
+        },
+        "runs": {
+            estimator: [
+                {**metrics, "held_out_elbo": elbo, "tracked_bound": bound}
+                for metrics, elbo, bound in zip(
+                    results[estimator],
+                    curves[estimator],
+                    bounds[estimator],
+                    strict=True,
+                )
+            ]
+            for estimator in results
+        },
+    }
+    record_path = out / f"compare_{args.latent}.json"
+    record_path.write_text(json.dumps(record, indent=1))
+    print(f"Wrote every run's metrics and curves to {record_path}")
+    save_compare_curves(
+        {
+            "held-out negative ELBO, hard codes": curves,
+            f"IW bound, K={TRACKED_IMPORTANCE_SAMPLES}, {bound_images} images": bounds,
+        },
+        args,
+        out / f"compare_{args.latent}_curves.png",
+    )
 
 
-def save_compare_curves(curves, args, path):
-    """Held-out negative ELBO per epoch, one line per estimator (seed mean),
-    the band between the seeds' lowest and highest."""
+def final_ranking(curves):
+    """The estimators from best to worst by their seed-mean final value."""
+    return sorted(curves, key=lambda estimator: np.mean(curves[estimator], axis=0)[-1])
+
+
+def save_compare_curves(panels, args, path):
+    """One panel per measure (`{title: {estimator: [runs][epochs]}}`), one line
+    per estimator (seed mean) and the band between the seeds' lowest and
+    highest values."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    figure, axis = plt.subplots(figsize=(7, 4))
-    for estimator, runs in curves.items():
-        runs = np.asarray(runs)
-        epochs = np.arange(1, runs.shape[1] + 1)
-        (line,) = axis.plot(epochs, runs.mean(axis=0), label=estimator)
-        axis.fill_between(
-            epochs,
-            runs.min(axis=0),
-            runs.max(axis=0),
-            color=line.get_color(),
-            alpha=0.2,
-        )
-    final = np.concatenate([np.asarray(runs)[:, -1] for runs in curves.values()])
-    first = np.concatenate([np.asarray(runs)[:, 0] for runs in curves.values()])
-    # The late epochs are what tells the estimators apart: zoom on them.
-    axis.set_ylim(final.min() - 2, min(first.max(), final.max() + 25))
-    axis.set_xlabel("epoch")
-    axis.set_ylabel("held-out negative ELBO, hard codes (nats)")
-    axis.set_title(
+    figure, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 4))
+    for axis, (title, curves) in zip(np.atleast_1d(axes), panels.items(), strict=True):
+        for estimator, runs in curves.items():
+            runs = np.asarray(runs)
+            epochs = np.arange(1, runs.shape[1] + 1)
+            (line,) = axis.plot(epochs, runs.mean(axis=0), label=estimator)
+            axis.fill_between(
+                epochs,
+                runs.min(axis=0),
+                runs.max(axis=0),
+                color=line.get_color(),
+                alpha=0.2,
+            )
+        final = np.concatenate([np.asarray(runs)[:, -1] for runs in curves.values()])
+        first = np.concatenate([np.asarray(runs)[:, 0] for runs in curves.values()])
+        # The late epochs are what tells the estimators apart: zoom on them.
+        axis.set_ylim(final.min() - 2, min(first.max(), final.max() + 25))
+        axis.set_xlabel("epoch")
+        axis.set_ylabel(f"held-out {title} (nats)", fontsize=9)
+        axis.legend(fontsize=8)
+    figure.suptitle(
         f"{latent_family(args).description} VAE, {args.dataset}, "
         f"{len(next(iter(curves.values())))} seeds (band: min to max)",
         fontsize=10,
     )
-    axis.legend(fontsize=8)
     figure.tight_layout()
     figure.savefig(path, dpi=100)
     plt.close(figure)
@@ -615,138 +836,26 @@ def write_results(path, table, start, end):
     print(f"Wrote the comparison table to {path}")
 
 
-def parse_args(argv):
-    parser = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+def warn_if_short(args, updates):
+    """Warns when Jang et al.'s schedule cannot reach its floor in `updates`.
+
+    `--schedule fit` reaches the floor after 80% of any run by construction.
+    """
+    if args.schedule != "jang":
+        return
+    schedule = temperature_schedule(args, updates)
+    floor = float(schedule.minimum)
+    # The schedule holds each value for JANG_EVERY updates.
+    decay = math.log(float(schedule.initial) / floor) / JANG_RATE
+    needed = math.ceil(decay / JANG_EVERY) * JANG_EVERY
+    _cli.warn_if_short(
+        updates,
+        needed,
+        f"Jang et al.'s schedule max({floor:g}, exp(-{JANG_RATE:g} t)), updated "
+        f"every {JANG_EVERY} updates, reaches its floor {floor:g} only after that "
+        "many, and a shorter run never trains at the temperature it evaluates "
+        "with hard codes.",
     )
-    parser.add_argument(
-        "--latent",
-        choices=LATENTS,
-        default="categorical",
-        help="the latent code: categorical (--latents one-hot variables of "
-        "--classes classes, uniform prior) or bernoulli (--latents binary "
-        "variables, Bernoulli(1/2) prior)",
-    )
-    parser.add_argument(
-        "--estimator",
-        choices=kg.ESTIMATORS,
-        default="gumbel_softmax",
-        help="gradient estimator: gumbel_softmax trains on relaxed codes, the "
-        "others on exact (hard) codes",
-    )
-    parser.add_argument(
-        "--dataset",
-        choices=DATASETS,
-        default="mnist5k",
-        help=DATASET_HELP + " (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--binarization",
-        choices=("fixed", "dynamic"),
-        default="fixed",
-        help="fixed: one Bernoulli(pixel) draw of every image, made once; "
-        "dynamic: a fresh draw of every training batch (the held-out images "
-        "keep the fixed draw)",
-    )
-    parser.add_argument("--epochs", type=positive_int, default=50, help="epochs")
-    parser.add_argument(
-        "--batch-size", type=positive_int, default=100, help="batch size"
-    )
-    parser.add_argument(
-        "--learning-rate", type=positive_float, default=1e-3, help="Adam's step size"
-    )
-    parser.add_argument(
-        "--schedule",
-        choices=("fit", "jang"),
-        default="fit",
-        help="temperature schedule. fit: exponential decay from --temperature "
-        "to --min-temperature over the first 80%% of training, in 50 steps; "
-        "jang: Jang et al.'s max(--min-temperature, exp(-1e-4 t)) updated every "
-        "500 updates t, which reaches 0.5 after 7000 updates",
-    )
-    # SUPPRESS: the defaults depend on --latent, and --classes must not be
-    # given with --latent bernoulli; both are filled in below.
-    parser.add_argument(
-        "--latents",
-        type=positive_int,
-        default=argparse.SUPPRESS,
-        help="number of latent variables (default: "
-        + ", ".join(f"{n} {latent}" for latent, n in DEFAULT_LATENTS.items())
-        + ")",
-    )
-    parser.add_argument(
-        "--classes",
-        type=positive_int,
-        default=argparse.SUPPRESS,
-        help="number of classes of each categorical latent variable "
-        f"(default: {DEFAULT_CLASSES}; --latent categorical only)",
-    )
-    parser.add_argument(
-        "--temperature", type=positive_float, default=1.0, help="initial temperature"
-    )
-    parser.add_argument(
-        "--min-temperature",
-        type=positive_float,
-        default=0.5,
-        help="temperature floor (raised to the estimator's minimum)",
-    )
-    parser.add_argument(
-        "--eval-samples",
-        type=positive_int,
-        default=10,
-        help="hard codes per held-out image for the negative ELBO",
-    )
-    parser.add_argument(
-        "--importance-samples",
-        type=positive_int,
-        default=100,
-        help="K of the importance-weighted bound",
-    )
-    parser.add_argument(
-        "--seed", type=int, default=0, help="seed of weights, samples and batches"
-    )
-    parser.add_argument(
-        "--seeds",
-        type=positive_int,
-        default=None,
-        help="--compare: train seeds 0 .. N-1 of each estimator (default: 0, 1, 2)",
-    )
-    parser.add_argument(
-        "--out",
-        default="discrete_vae_out",
-        help="directory for pictures and exported models",
-    )
-    parser.add_argument(
-        "--no-export",
-        action="store_true",
-        help="do not write the encoder and decoder SavedModels",
-    )
-    parser.add_argument(
-        "--compare",
-        action="store_true",
-        help="train every estimator with seeds 0, 1, 2 (or --seeds), write a "
-        "table to --results and the learning curves to --out",
-    )
-    parser.add_argument(
-        "--results",
-        default="docs/results.md",
-        help="markdown file that --compare writes its table into, between "
-        "markers of its own for each --latent",
-    )
-    args = parser.parse_args(argv)
-    if not hasattr(args, "latents"):
-        args.latents = DEFAULT_LATENTS[args.latent]
-    if args.latent == "bernoulli":
-        if hasattr(args, "classes"):
-            parser.error("argument --classes: only for --latent categorical")
-        args.classes = None
-    elif not hasattr(args, "classes"):
-        args.classes = DEFAULT_CLASSES
-    elif args.classes < 2:
-        parser.error(f"argument --classes: expected at least 2, got {args.classes}")
-    args.command_line = argv
-    return args
 
 
 def main(argv=None):
@@ -759,13 +868,14 @@ def main(argv=None):
         f"Data: {args.dataset}, {len(data[0])} training and {len(data[1])} held-out "
         f"images of {data[0].shape[1]} pixels, {args.binarization} binarization."
     )
+    warn_if_short(args, args.epochs * math.ceil(len(data[0]) / args.batch_size))
     if args.compare:
         compare(args, data)
         return None
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     model, history, held_out, metrics = train(args, data, args.seed, verbose=1)
-    save_pictures(model, history, held_out, data[1], out, args.seed)
+    save_pictures(model, history, held_out.values, data[1], out, args.seed)
     if not args.no_export:
         export(model, out)
     print()

@@ -63,7 +63,6 @@ Run `python examples/dvae.py --help` for the flags.
 
 import argparse
 import json
-import logging
 import math
 import os
 import pathlib
@@ -71,22 +70,14 @@ import subprocess
 import sys
 import time
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-# Predicting with several models retraces; TensorFlow warns about it, needlessly.
-logging.getLogger("tensorflow").setLevel(logging.ERROR)
-
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-from _cli import (  # noqa: E402
+import _cli
+from _cli import (
     positive_float,
     positive_int,
     print_table,
     write_between_markers,
 )
-from _data import DATASET_HELP, DATASETS, load_or_exit  # noqa: E402
-from keras import ops  # noqa: E402
-
-import keras_gumbel as kg  # noqa: E402
+from _data import DATASET_HELP, DATASETS
 
 IMAGE_SHAPE = (28, 28, 1)
 GRID = (7, 7)
@@ -100,9 +91,110 @@ KL_RAMP_FRACTION = 5000 / 150_000
 DALLE_VALUES_PER_CODE = 256 * 256 * 3 / (32 * 32)
 VALUES_PER_CODE = 28 * 28 / POSITIONS
 DEFAULT_KL_WEIGHT = round(DALLE_KL_WEIGHT * VALUES_PER_CODE / DALLE_VALUES_PER_CODE, 4)
+# Measured on mnist5k with the defaults: the test MSE of decode(encode(x)) was
+# 0.087, 0.029 and 0.016 after 64, 160 and 320 updates, the code perplexity 6,
+# 18 and 25: shorter runs leave most codes unused and blurry reconstructions.
+ENOUGH_UPDATES = 320
 # Test images whose reconstructions the exported models must reproduce.
 EXPORT_CHECK_IMAGES = 16
 EXPORT_TOLERANCE = 1e-5
+
+
+def codebook_size(text):
+    """argparse type: a codebook size, an integer >= 2."""
+    value = int(text)
+    if value < 2:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 2, got {text}")
+    return value
+
+
+def non_negative_float(text):
+    """argparse type: a finite number >= 0."""
+    value = float(text)
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text}")
+    return value
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=_cli.HelpFormatter
+    )
+    parser.add_argument(
+        "--dataset",
+        choices=DATASETS,
+        default="mnist5k",
+        help=DATASET_HELP + "; 28 x 28 images only",
+    )
+    parser.add_argument(
+        "--epochs",
+        type=positive_int,
+        default=20,
+        help="passes over the training images",
+    )
+    parser.add_argument(
+        "--batch-size", type=positive_int, default=128, help="batch size"
+    )
+    parser.add_argument(
+        "--learning-rate",
+        type=positive_float,
+        default=1e-3,
+        help="Adam's learning rate",
+    )
+    parser.add_argument(
+        "--num-codes", type=codebook_size, default=512, help="codebook size"
+    )
+    parser.add_argument(
+        "--code-dim",
+        type=positive_int,
+        default=64,
+        help="size of each codebook vector (the decoder's input channels)",
+    )
+    parser.add_argument(
+        "--kl-weight",
+        type=non_negative_float,
+        default=DEFAULT_KL_WEIGHT,
+        help="final KL weight (beta), reached after the first 1/30 of training; "
+        "DALL-E's 6.6 scaled by the pixel values per code, 16 here against 192",
+    )
+    parser.add_argument(
+        "--train-size",
+        type=positive_int,
+        default=None,
+        help="train on the first N training images only (default: all of them)",
+    )
+    parser.add_argument(
+        "--test-size",
+        type=positive_int,
+        default=None,
+        help="evaluate on the first N test images only (default: all of them)",
+    )
+    parser.add_argument(
+        "--seed", type=int, default=0, help="seed of weights, samples and batches"
+    )
+    _cli.add_run_flags(parser, "dvae", "the pictures and the SavedModels")
+    parser.add_argument(
+        "--no-export",
+        action="store_true",
+        help="do not write (and check) the tokenizer and detokenizer SavedModels",
+    )
+    parser.add_argument(
+        "--results",
+        default=None,
+        help="markdown file to write the table into, between the markers of "
+        "--dataset (default: none)",
+    )
+    return parser.parse_args(argv)
+
+
+_cli.start(__name__, parse_args)
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+from _data import load_or_exit  # noqa: E402
+from keras import ops  # noqa: E402
+
+import keras_gumbel as kg  # noqa: E402
 
 
 def results_markers(dataset):
@@ -536,92 +628,6 @@ def write_results(path, args, argv, rows):
     write_between_markers(path, "\n".join(lines), *results_markers(args.dataset))
 
 
-def codebook_size(text):
-    """argparse type: a codebook size, an integer >= 2."""
-    value = int(text)
-    if value < 2:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 2, got {text}")
-    return value
-
-
-def non_negative_float(text):
-    """argparse type: a finite number >= 0."""
-    value = float(text)
-    if not math.isfinite(value) or value < 0:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text}")
-    return value
-
-
-def parse_args(argv):
-    parser = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
-    parser.add_argument(
-        "--dataset",
-        choices=DATASETS,
-        default="mnist5k",
-        help=DATASET_HELP + "; 28 x 28 images only",
-    )
-    parser.add_argument("--epochs", type=positive_int, default=20, help="epochs")
-    parser.add_argument(
-        "--batch-size", type=positive_int, default=128, help="batch size"
-    )
-    parser.add_argument(
-        "--learning-rate",
-        type=positive_float,
-        default=1e-3,
-        help="Adam's learning rate",
-    )
-    parser.add_argument(
-        "--num-codes", type=codebook_size, default=512, help="codebook size"
-    )
-    parser.add_argument(
-        "--code-dim",
-        type=positive_int,
-        default=64,
-        help="size of each codebook vector (the decoder's input channels)",
-    )
-    parser.add_argument(
-        "--kl-weight",
-        type=non_negative_float,
-        default=DEFAULT_KL_WEIGHT,
-        help="final KL weight (beta), reached after the first 1/30 of training; "
-        "DALL-E's 6.6 scaled by the pixel values per code, 16 here against 192",
-    )
-    parser.add_argument(
-        "--train-size",
-        type=positive_int,
-        default=None,
-        help="train on the first N training images only (default: all)",
-    )
-    parser.add_argument(
-        "--test-size",
-        type=positive_int,
-        default=None,
-        help="evaluate on the first N test images only (default: all)",
-    )
-    parser.add_argument(
-        "--seed", type=int, default=0, help="seed of weights, samples and batches"
-    )
-    parser.add_argument(
-        "--out",
-        default="dvae_out",
-        help="directory for the pictures and the SavedModels",
-    )
-    parser.add_argument(
-        "--no-export",
-        action="store_true",
-        help="do not write (and check) the tokenizer and detokenizer SavedModels",
-    )
-    parser.add_argument(
-        "--results",
-        default=None,
-        help="markdown file to write the table into, between the markers of --dataset",
-    )
-    return parser.parse_args(argv)
-
-
 def subsample(data, args):
     """`data` cut to --train-size and --test-size images."""
     sizes = {}
@@ -657,6 +663,14 @@ def main(argv=None):
     print(
         f"Data: {args.dataset}, {len(data.x_train)} training and "
         f"{len(data.x_test)} test images."
+    )
+    _cli.warn_if_short(
+        args.epochs * math.ceil(len(data.x_train) / args.batch_size),
+        ENOUGH_UPDATES,
+        "on mnist5k the tokenizer's test MSE was 0.087, 0.029 and 0.016 after "
+        "64, 160 and 320 updates, with 6, 18 and 25 codes in use (perplexity): "
+        "the temperature falls to 1/16 over the run, and a short run anneals "
+        "before the encoder spreads its images over the codebook.",
     )
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -18,27 +18,145 @@ Run `python examples/feature_selection.py --help` for the flags.
 """
 
 import argparse
-import logging
 import math
-import os
 import pathlib
 import time
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-# Predicting with several models retraces; TensorFlow warns about it, needlessly.
-logging.getLogger("tensorflow").setLevel(logging.ERROR)
-
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-from _cli import (  # noqa: E402
+import _cli
+from _cli import (
     positive_float,
     positive_int,
     print_table,
     write_between_markers,
 )
-from _data import DATASET_HELP, DATASETS, load_or_exit  # noqa: E402
+from _data import DATASET_HELP, DATASETS
+
+
+def seed_list(text):
+    """argparse type: comma-separated integer seeds."""
+    try:
+        seeds = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated integers, got {text}"
+        ) from None
+    if not seeds:
+        raise argparse.ArgumentTypeError(f"expected at least one seed, got {text!r}")
+    return seeds
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=_cli.HelpFormatter
+    )
+    parser.add_argument(
+        "--dataset", choices=DATASETS, default="mnist5k", help=DATASET_HELP
+    )
+    parser.add_argument(
+        "--k", type=positive_int, default=50, help="number of pixels to select"
+    )
+    parser.add_argument(
+        "--epochs",
+        type=positive_int,
+        default=100,
+        help="passes over the training images; the temperature falls over all of them",
+    )
+    parser.add_argument(
+        "--batch-size", type=positive_int, default=256, help="batch size"
+    )
+    parser.add_argument(
+        "--learning-rate", type=positive_float, default=1e-2, help="Adam's step size"
+    )
+    parser.add_argument(
+        "--start-temperature",
+        type=positive_float,
+        default=10.0,
+        help="the selectors' temperature at the first update (Abid et al.: 10)",
+    )
+    parser.add_argument(
+        "--end-temperature",
+        type=positive_float,
+        default=0.01,
+        help="the temperature at the last update, reached geometrically "
+        "(Abid et al.: 0.01)",
+    )
+    parser.add_argument(
+        "--unique",
+        action="store_true",
+        help="selectors choose distinct pixels (ConcreteSelect(unique=True))",
+    )
+    parser.add_argument(
+        "--seed", type=int, default=0, help="seed of weights, samples and batches"
+    )
+    _cli.add_run_flags(parser, "feature_selection", "the pictures")
+    parser.add_argument(
+        "--protocol",
+        choices=("holdout", "abid"),
+        default="holdout",
+        help="holdout: train on the dataset's training images, score on the "
+        "held-out ones, pictures; abid: Abid et al.'s Table 1 protocol (10,000 "
+        "images: 5400 training, 600 validation, 4000 test), linear MSE and "
+        "extremely-randomized-trees accuracy over --seeds, beside the baselines",
+    )
+    parser.add_argument(
+        "--seeds",
+        type=seed_list,
+        default="0,1,2",
+        help="comma-separated seeds for --protocol abid",
+    )
+    parser.add_argument(
+        "--results",
+        default=None,
+        help="markdown file that --protocol abid writes its table into (default: none)",
+    )
+    args = parser.parse_args(argv)
+    if args.protocol == "abid" and args.dataset not in ("fashion_mnist", "mnist"):
+        parser.error(
+            "argument --protocol: abid needs 10,000 images of 28 x 28, "
+            f"--dataset fashion_mnist or mnist; got --dataset {args.dataset}"
+        )
+    return parser, args
+
+
+_cli.start(__name__, lambda argv: parse_args(argv)[1])
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+from _data import load_or_exit  # noqa: E402
 
 import keras_gumbel as kg  # noqa: E402
+
+# Abid et al.'s code trains until the selectors' mean largest probability
+# reaches this, doubling the epochs until it does.
+CONVERGED_PROBABILITY = 0.998
+
+
+def updates_to_converge(pixels, learning_rate):
+    """The fewest Adam updates after which a selector can meet Abid et al.'s test.
+
+    A selector's largest probability is `CONVERGED_PROBABILITY` once its
+    logit leads each of the other `pixels - 1` logits by
+    `log(p / (1 - p) * (pixels - 1))` (12.9 for 784 pixels). The logits start
+    near 0 (Glorot normal), and Adam moves each by about the learning rate per
+    update, so the lead grows by at most about twice the learning rate.
+    """
+    p = CONVERGED_PROBABILITY
+    lead = math.log(p / (1 - p) * (pixels - 1))
+    return math.ceil(lead / (2 * learning_rate))
+
+
+def warn_if_short(args, images, pixels):
+    updates = args.epochs * math.ceil(images / args.batch_size)
+    _cli.warn_if_short(
+        updates,
+        updates_to_converge(pixels, args.learning_rate),
+        f"a selector's logit must lead the other {pixels - 1} by "
+        f"log({CONVERGED_PROBABILITY} / {1 - CONVERGED_PROBABILITY:.3f} x "
+        f"{pixels - 1}) for its largest probability to reach "
+        f"{CONVERGED_PROBABILITY} (Abid et al.'s convergence test), and Adam "
+        f"moves each logit by about the learning rate, {args.learning_rate:g}, "
+        "per update; shorter runs can select pixels no better than at random.",
+    )
 
 
 def build_model(pixels, k, seed, unique):
@@ -126,74 +244,6 @@ def save_pictures(x_train, x_test, indices, decoded, linear, out):
     plt.close(figure)
 
 
-def seed_list(text):
-    """argparse type: comma-separated integer seeds."""
-    try:
-        seeds = [int(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected comma-separated integers, got {text}"
-        ) from None
-    if not seeds:
-        raise argparse.ArgumentTypeError(f"expected at least one seed, got {text!r}")
-    return seeds
-
-
-def parse_args(argv):
-    parser = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
-    parser.add_argument(
-        "--dataset",
-        choices=DATASETS,
-        default="mnist5k",
-        help=DATASET_HELP + " (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--k", type=positive_int, default=50, help="number of pixels to select"
-    )
-    parser.add_argument("--epochs", type=positive_int, default=100)
-    parser.add_argument("--batch-size", type=positive_int, default=256)
-    parser.add_argument("--learning-rate", type=positive_float, default=1e-2)
-    parser.add_argument("--start-temperature", type=positive_float, default=10.0)
-    parser.add_argument("--end-temperature", type=positive_float, default=0.01)
-    parser.add_argument(
-        "--unique",
-        action="store_true",
-        help="selectors choose distinct pixels (ConcreteSelect(unique=True))",
-    )
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", default="feature_selection_out")
-    parser.add_argument(
-        "--protocol",
-        choices=("holdout", "abid"),
-        default="holdout",
-        help="holdout: train on the dataset's training images, score on the "
-        "held-out ones, pictures; abid: Abid et al.'s Table 1 protocol (10,000 "
-        "images: 5400 training, 600 validation, 4000 test), linear MSE and "
-        "extremely-randomized-trees accuracy over --seeds, beside the baselines",
-    )
-    parser.add_argument(
-        "--seeds",
-        type=seed_list,
-        default=[0, 1, 2],
-        help="comma-separated seeds for --protocol abid",
-    )
-    parser.add_argument(
-        "--results",
-        default=None,
-        help="markdown file that --protocol abid writes its table into",
-    )
-    args = parser.parse_args(argv)
-    if args.protocol == "abid" and args.dataset not in ("fashion_mnist", "mnist"):
-        parser.error(
-            "argument --protocol: abid needs 10,000 images of 28 x 28, "
-            f"--dataset fashion_mnist or mnist; got --dataset {args.dataset}"
-        )
-    return parser, args
-
-
 def train_selector(args, x_train, seed, validation=None, verbose=1):
     """Trains the concrete autoencoder; returns (model, selector, seconds)."""
     keras.utils.set_random_seed(seed)
@@ -262,6 +312,7 @@ def abid_protocol(args, argv):
         f"{len(x_val)} validation and {len(x_test)} test images; k={args.k}; "
         f"seeds {args.seeds}."
     )
+    warn_if_short(args, len(x_train), x_train.shape[1])
     scores = {}
 
     def add(name, mse, accuracy):
@@ -355,6 +406,7 @@ def main(argv=None):
         f"Data: {args.dataset}, {len(x_train)} training and {len(x_test)} held-out "
         f"images of {pixels} pixels; selecting k={args.k}."
     )
+    warn_if_short(args, len(x_train), pixels)
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     model, selector, seconds = train_selector(args, x_train, args.seed)

@@ -29,29 +29,100 @@ Run `python examples/l0_pruning.py --help` for the flags.
 """
 
 import argparse
-import logging
 import math
-import os
 import pathlib
 import time
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-# Predicting with several models retraces; TensorFlow warns about it, needlessly.
-logging.getLogger("tensorflow").setLevel(logging.ERROR)
-
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-from _cli import (  # noqa: E402
+import _cli
+from _cli import (
     positive_float,
     positive_int,
     print_table,
     write_between_markers,
 )
-from _data import DATASET_HELP, DATASETS, load_or_exit  # noqa: E402
+from _data import DATASET_HELP, DATASETS
+
+MODELS = ("mlp", "convnet")
+
+
+def lambdas(text):
+    """argparse type: comma-separated positive lambdas."""
+    try:
+        values = [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated numbers, got {text}"
+        ) from None
+    if not values or any(not math.isfinite(v) or v <= 0 for v in values):
+        raise argparse.ArgumentTypeError(f"expected positive numbers, got {text}")
+    return values
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=_cli.HelpFormatter
+    )
+    parser.add_argument(
+        "--model",
+        choices=MODELS,
+        default="mlp",
+        help="architecture: mlp (Louizos et al.'s 784-300-100-10) or convnet",
+    )
+    parser.add_argument(
+        "--dataset", choices=DATASETS, default="mnist5k", help=DATASET_HELP
+    )
+    parser.add_argument(
+        "--lambdas",
+        type=lambdas,
+        default="0.03,0.1,0.3",
+        help="comma-separated L0 strengths; each gate costs lambda / N per "
+        "weight it switches off (0.1: the paper's MLP)",
+    )
+    parser.add_argument(
+        "--epochs", type=positive_int, default=100, help="epochs of every training run"
+    )
+    parser.add_argument(
+        "--finetune-epochs",
+        type=int,
+        default=5,
+        help="epochs of fine-tuning after magnitude pruning (0: none)",
+    )
+    parser.add_argument(
+        "--batch-size", type=positive_int, default=100, help="batch size"
+    )
+    parser.add_argument(
+        "--learning-rate",
+        type=positive_float,
+        default=1e-3,
+        help="Adam's learning rate",
+    )
+    parser.add_argument(
+        "--seed", type=int, default=0, help="seed of weights, gates and batches"
+    )
+    _cli.add_run_flags(parser, "l0_pruning", "the plot")
+    parser.add_argument(
+        "--results",
+        default=None,
+        help="markdown file to write the table into, between the markers of "
+        "--model and --dataset (default: none)",
+    )
+    args = parser.parse_args(argv)
+    if args.finetune_epochs < 0:
+        parser.error(
+            "argument --finetune-epochs: expected 0 or more, got "
+            f"{args.finetune_epochs}"
+        )
+    return args
+
+
+_cli.start(__name__, parse_args)
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+from _data import load_or_exit  # noqa: E402
 
 import keras_gumbel as kg  # noqa: E402
 
-MODELS = ("mlp", "convnet")
 # The authors' MLP initialises the gates of the pixels at a drop rate of 0.2 and
 # every other gate at 0.5.
 INPUT_DROPRATE = 0.2
@@ -516,74 +587,6 @@ def write_results(path, args, argv, arch, rows, data):
     )
 
 
-def lambdas(text):
-    """argparse type: comma-separated positive lambdas."""
-    try:
-        values = [float(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected comma-separated numbers, got {text}"
-        ) from None
-    if not values or any(not math.isfinite(v) or v <= 0 for v in values):
-        raise argparse.ArgumentTypeError(f"expected positive numbers, got {text}")
-    return values
-
-
-def parse_args(argv):
-    parser = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
-    parser.add_argument("--model", choices=MODELS, default="mlp", help="architecture")
-    parser.add_argument(
-        "--dataset", choices=DATASETS, default="mnist5k", help=DATASET_HELP
-    )
-    parser.add_argument(
-        "--lambdas",
-        type=lambdas,
-        default=[0.03, 0.1, 0.3],
-        help="comma-separated L0 strengths; each gate costs lambda / N per "
-        "weight it switches off (0.1: the paper's MLP)",
-    )
-    parser.add_argument(
-        "--epochs", type=positive_int, default=100, help="epochs of every training run"
-    )
-    parser.add_argument(
-        "--finetune-epochs",
-        type=int,
-        default=5,
-        help="epochs of fine-tuning after magnitude pruning (0: none)",
-    )
-    parser.add_argument(
-        "--batch-size", type=positive_int, default=100, help="batch size"
-    )
-    parser.add_argument(
-        "--learning-rate",
-        type=positive_float,
-        default=1e-3,
-        help="Adam's learning rate",
-    )
-    parser.add_argument(
-        "--seed", type=int, default=0, help="seed of weights, gates and batches"
-    )
-    parser.add_argument(
-        "--out", default="l0_pruning_out", help="directory for the plot"
-    )
-    parser.add_argument(
-        "--results",
-        default=None,
-        help="markdown file to write the table into, between the markers of "
-        "--model and --dataset",
-    )
-    args = parser.parse_args(argv)
-    if args.finetune_epochs < 0:
-        parser.error(
-            "argument --finetune-epochs: expected 0 or more, got "
-            f"{args.finetune_epochs}"
-        )
-    return args
-
-
 def main(argv=None):
     import sys
 
@@ -600,14 +603,13 @@ def main(argv=None):
         f"{len(data.x_test)} test images."
     )
     steps = args.epochs * math.ceil(len(data.x_train) / args.batch_size)
-    needed = steps_to_close(args.learning_rate)
-    if steps < needed:
-        print(
-            f"Warning: {steps} training steps; a gate needs about {needed} Adam "
-            f"steps at learning rate {args.learning_rate:g} to close from its "
-            "initial value (Adam moves log_alpha by about the learning rate per "
-            "step), so few units will be pruned. Train for more epochs."
-        )
+    _cli.warn_if_short(
+        steps,
+        steps_to_close(args.learning_rate),
+        f"a gate needs about that many Adam steps at learning rate "
+        f"{args.learning_rate:g} to close from its initial value (Adam moves "
+        "log_alpha by about the learning rate per step), so fewer prune few units.",
+    )
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     arch, rows, histories = run(args, data)

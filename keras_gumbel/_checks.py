@@ -4,6 +4,7 @@ Every check fails with one sentence that names the argument, says what was
 expected and shows what was received, in the style of Keras's own layers.
 """
 
+import importlib.util
 import math
 import numbers
 
@@ -19,6 +20,29 @@ def invalid(name, expected, received):
         f"Invalid value received for argument `{name}`. Expected {expected}. "
         f"Received: {name}={received!r}"
     )
+
+
+def tensorflow_installed() -> bool:
+    """Whether TensorFlow can be imported, without importing it (that takes seconds)."""
+    try:
+        return importlib.util.find_spec("tensorflow") is not None
+    except (ImportError, ValueError):  # An import hook refused it, or a stub.
+        return False
+
+
+def require_tensorflow(feature: str, extra: str) -> None:
+    """Raises an ImportError naming the extra to install if TensorFlow is absent.
+
+    TensorFlow is an optional dependency; `feature` (e.g.
+    "`keras_gumbel.export.to_tflite`") is something that cannot work without it.
+    """
+    if not tensorflow_installed():
+        raise ImportError(
+            f"{feature} needs TensorFlow, which is not installed. Install it with "
+            f'`pip install "keras-gumbel[{extra}]"` and run with '
+            "KERAS_BACKEND=tensorflow.",
+            name="tensorflow",
+        )
 
 
 def is_tensor_like(value):
@@ -47,6 +71,43 @@ def check_temperature(temperature, name="temperature"):
     if not math.isfinite(temperature) or temperature <= 0:
         raise ValueError(invalid(name, "a positive finite float", temperature))
     return float(temperature)
+
+
+def is_real(value):
+    """A Python or NumPy real number, not a bool."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def check_non_negative(value, name):
+    """Validates a non-negative finite float (a loss weight); returns it as float."""
+    if not is_real(value):
+        raise TypeError(invalid(name, "a non-negative float", value))
+    if not math.isfinite(value) or value < 0:
+        raise ValueError(invalid(name, "a non-negative finite float", value))
+    return float(value)
+
+
+def check_count(value, name, minimum):
+    """Validates an int of at least `minimum`; returns it as int."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(invalid(name, f"an int >= {minimum}", value))
+    if value < minimum:
+        raise ValueError(invalid(name, f"an int >= {minimum}", value))
+    return int(value)
+
+
+def check_limits(limits):
+    """Validates the Hard Concrete stretch `(gamma, zeta)`; returns it as floats."""
+    expected = "a pair (gamma, zeta) of finite floats with gamma < 0 and zeta > 1"
+    if not isinstance(limits, (tuple, list)) or len(limits) != 2:
+        raise TypeError(invalid("limits", expected, limits))
+    if not all(is_real(value) for value in limits):
+        raise TypeError(invalid("limits", expected, limits))
+    gamma, zeta = float(limits[0]), float(limits[1])
+    # An infinite zeta would make the stretch `s * (zeta - gamma)` NaN at s=0.
+    if not (math.isfinite(gamma) and math.isfinite(zeta) and gamma < 0 < 1 < zeta):
+        raise ValueError(invalid("limits", expected, limits))
+    return gamma, zeta
 
 
 def check_temperatures(temperature, name="temperature"):

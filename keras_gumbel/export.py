@@ -19,8 +19,9 @@ plain export cannot do:
   traces the layers with TensorFlow's stateful `RandomUniform` op instead, which
   TFLite runs as its builtin `RANDOM_UNIFORM`.
 
-Everything here needs the TensorFlow backend. The exported artifacts need
-neither Keras nor keras-gumbel to run.
+Everything here needs TensorFlow (`pip install "keras-gumbel[export]"`) and the
+TensorFlow backend. The exported artifacts need neither Keras nor keras-gumbel
+to run.
 """
 
 import contextlib
@@ -30,7 +31,7 @@ from typing import Any
 
 import keras
 
-from keras_gumbel import _backend
+from keras_gumbel import _backend, _checks
 from keras_gumbel._backend.tensorflow import StatefulOpSeed
 from keras_gumbel.layers import AnnealableLayer, annealable_layers
 
@@ -40,6 +41,9 @@ __all__ = ["sample_function", "export_saved_model", "to_tflite", "StatefulOpSeed
 def _check_tensorflow(name):
     backend = _backend.name()
     if backend != "tensorflow":
+        # Keras runs on TensorFlow only where it is installed, so only here can
+        # it be missing.
+        _checks.require_tensorflow(f"`keras_gumbel.export.{name}`", "export")
         raise RuntimeError(
             f"`keras_gumbel.export.{name}` builds TensorFlow graphs and needs the "
             f"TensorFlow backend. Received: backend={backend!r}. Save the model "

@@ -8,7 +8,6 @@ noise on every call), an int (the same noise on every call) or a
 """
 
 import math
-import numbers
 
 import keras
 import numpy as np
@@ -1174,21 +1173,6 @@ def bernoulli_kl(
     return _numerics.nan_where(nan, kl)
 
 
-def _check_limits(limits):
-    expected = "a pair (gamma, zeta) of finite floats with gamma < 0 and zeta > 1"
-    if not isinstance(limits, (tuple, list)) or len(limits) != 2:
-        raise TypeError(_checks.invalid("limits", expected, limits))
-    if not all(
-        isinstance(value, numbers.Real) and not isinstance(value, bool)
-        for value in limits
-    ):
-        raise TypeError(_checks.invalid("limits", expected, limits))
-    gamma, zeta = (float(value) for value in limits)
-    if not (math.isfinite(gamma) and math.isfinite(zeta) and gamma < 0 and zeta > 1):
-        raise ValueError(_checks.invalid("limits", expected, limits))
-    return gamma, zeta
-
-
 def hard_concrete(
     log_alpha: TensorLike,
     temperature: float | TensorLike = 2 / 3,
@@ -1226,7 +1210,7 @@ def hard_concrete(
     True
     """
     temperature = _checks.check_temperatures(temperature)
-    gamma, zeta = _check_limits(limits)
+    gamma, zeta = _checks.check_limits(limits)
     seed = _checks.check_seed(seed)
 
     def gate(work_log_alpha, work_temperature):
@@ -1265,7 +1249,7 @@ def hard_concrete_l0(
     0.8318
     """
     temperature = _checks.check_temperatures(temperature)
-    gamma, zeta = _check_limits(limits)
+    gamma, zeta = _checks.check_limits(limits)
     offset = math.log(-gamma / zeta)
 
     def probability(work_log_alpha, work_temperature):

@@ -8,12 +8,21 @@ quote. A crash in a script would otherwise go unseen until someone reruns
 the numbers.
 """
 
+import importlib.util
 import os
 import pathlib
 import subprocess
 import sys
 
 import keras
+import pytest
+
+# The scripts time keras-gumbel against TensorFlow and TFP on every backend.
+pytestmark = pytest.mark.skipif(
+    importlib.util.find_spec("tensorflow") is None,
+    reason="benchmarks/ import TensorFlow and TFP (the test extra); CI runs "
+    "these on JAX in its TensorFlow environment (.ci/run, bench-jax)",
+)
 
 import keras_gumbel as kg
 

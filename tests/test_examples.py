@@ -9,9 +9,13 @@ stops with argparse's usage error naming the flag.
 
 import importlib.util
 import itertools
+import json
 import math
+import os
 import pathlib
+import subprocess
 import sys
+import types
 
 import keras
 import numpy as np
@@ -58,6 +62,40 @@ def test_discrete_vae_runs_and_writes_pictures_and_models(tmp_path):
             assert (tmp_path / part / "saved_model.pb").exists()
 
 
+def _printed_table(command, env=None):
+    """The rows of the table a command prints, without its timing row."""
+    done = subprocess.run(
+        command, capture_output=True, text=True, timeout=600, env=env, check=False
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines = done.stdout.splitlines()
+    table = lines[
+        next(i for i, line in enumerate(lines) if line.startswith("metric")) :
+    ]
+    return [line for line in table if "|" in line and "time (s)" not in line]
+
+
+def test_discrete_vae_same_command_prints_the_same_table(tmp_path):
+    """Two processes running the same command print the same table, to the
+    last digit (a newcomer's rerun once printed 138.61 nats where the README
+    said 137.29)."""
+    flags = "--dataset=digits --epochs=2 --latents=4 --eval-samples=2"
+    flags += " --importance-samples=5 --no-export"
+    tables = [
+        _printed_table(
+            [
+                sys.executable,
+                str(EXAMPLES / "discrete_vae.py"),
+                *flags.split(),
+                f"--out={tmp_path / str(run)}",
+            ]
+        )
+        for run in range(2)
+    ]
+    assert any("negative ELBO" in row for row in tables[0])
+    assert tables[0] == tables[1]
+
+
 def test_discrete_vae_jang_schedule_is_the_papers(discrete_vae):
     args = discrete_vae.parse_args(["--schedule=jang"])
     schedule = discrete_vae.temperature_schedule(args, 10)  # any run length
@@ -99,6 +137,32 @@ def test_discrete_vae_dynamic_run_and_compare_curves(tmp_path, monkeypatch, caps
     assert "(seeds 0, 1; 2 epochs, dataset `digits` (dynamic binarization)" in text
     assert "jang schedule" in text and "| `gst` |" in text
     assert (tmp_path / "compare_categorical_curves.png").stat().st_size > 0
+    # The record behind the table: every run's metrics and per-epoch curves.
+    record = json.loads((tmp_path / "compare_categorical.json").read_text())
+    assert record["seeds"] == [0, 1]
+    for runs in record["runs"].values():
+        assert len(runs) == 2
+        for run in runs:
+            assert len(run["held_out_elbo"]) == len(run["tracked_bound"]) == 2
+    ranking = example.final_ranking(
+        {
+            name: [r["tracked_bound"] for r in runs]
+            for name, runs in record["runs"].items()
+        }
+    )
+    assert f"(best first: {ranking[0]}, {ranking[1]}) since epoch" in text
+
+
+def test_discrete_vae_stable_since_finds_the_last_change_of_ranking():
+    example = load_example("discrete_vae")
+    # Seed means per epoch: a 10 12 11 10, b 11 11 12 12: a leads from epoch 3 on.
+    curves = {"a": [[10, 12, 11, 10]], "b": [[12, 10, 13, 12], [10, 12, 11, 12]]}
+    assert example.stable_since(curves) == 3
+    assert example.final_ranking(curves) == ["a", "b"]
+    # The same ranking throughout: stable from the first epoch.
+    assert example.stable_since({"a": [[1, 1]], "b": [[2, 2]]}) == 1
+    # A change at the last epoch: stable only from it.
+    assert example.stable_since({"a": [[1, 3]], "b": [[2, 2]]}) == 2
 
 
 # gumbel_rao and gst differ from straight_through only in the gradient, which the
@@ -186,15 +250,16 @@ def test_discrete_vae_bernoulli_compare_writes_its_own_table(tmp_path, monkeypat
     blocks = results_file(example, results)
     runs = []
 
-    def train(args, data, seed, verbose):
+    def train(args, data, seed, verbose, bound_images):
         # Training itself is tested above; here only the table matters.
         runs.append((args.latent, args.latents, args.estimator, seed))
         metrics = {"negative_elbo": 110.0 + seed, "iw_bound": 100.0 + 2 * seed}
-        return None, None, None, {**metrics, "final_temperature": 0.5, "seconds": 3}
+        curves = types.SimpleNamespace(values=[120.0, 110.0], bounds=[115.0, 100.0])
+        return None, None, curves, {**metrics, "final_temperature": 0.5, "seconds": 3}
 
     monkeypatch.setattr(example, "train", train)
     flags = "--compare --latent bernoulli --dataset=digits --importance-samples=7"
-    example.main([*flags.split(), f"--results={results}"])
+    example.main([*flags.split(), f"--results={results}", f"--out={tmp_path}"])
     assert runs == [
         ("bernoulli", 200, estimator, seed)
         for estimator in example.kg.ESTIMATORS
@@ -547,8 +612,9 @@ def test_l0_pruning_warns_when_gates_cannot_close_in_time(
     monkeypatch.setattr(l0_pruning, "run", stop)
     with pytest.raises(KeyboardInterrupt):
         l0_pruning.main(["--dataset=digits", "--epochs=5", f"--out={tmp_path}"])
-    printed = " ".join(capsys.readouterr().out.split())
-    assert "Warning: 75 training steps; a gate needs about 3785 Adam steps" in printed
+    warned = " ".join(capsys.readouterr().err.split())
+    assert "Warning: this run has 75 training updates, fewer than the 3785" in warned
+    assert "Adam moves log_alpha by about the learning rate per step" in warned
 
 
 @pytest.fixture(scope="module")
@@ -678,7 +744,7 @@ def test_dvae_help_shows_every_default(dvae, capsys):
         ("--code-dim", "64"),
         ("--kl-weight", "0.55"),
         ("--seed", "0"),
-        ("--out", "dvae_out"),
+        ("--out", "runs/dvae"),
         ("--no-export", "False"),
     ]:
         help_text = printed.split(flag, 2)[-1]
@@ -742,3 +808,187 @@ def test_feature_selection_abid_protocol_needs_the_full_data(capsys):
         example.main(["--protocol=abid", "--dataset=mnist5k"])
     assert error.value.code == 2
     assert "--protocol" in capsys.readouterr().err
+
+
+SCRIPTS = (
+    "attention_selection",
+    "discrete_vae",
+    "dvae",
+    "feature_selection",
+    "l0_pruning",
+)
+
+# Run as `python examples/<name>.py --help` is, then report whether Keras (and
+# so TensorFlow) was imported to print the help.
+HELP_PROBE = """
+import runpy
+import sys
+
+sys.path.insert(0, sys.argv[1])
+script = sys.argv[2]
+sys.argv = [script, "--help"]
+try:
+    runpy.run_path(script, run_name="__main__")
+except SystemExit as exit:
+    print("exit status", exit.code)
+print("keras imported:", "keras" in sys.modules)
+"""
+
+
+def without_tensorflow_quieting():
+    """The environment minus conftest's TF_CPP_MIN_LOG_LEVEL: the scripts
+    must quiet TensorFlow themselves."""
+    return {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+
+
+def help_texts(printed):
+    """`--help` output's help text of each flag, keyed by the flag."""
+    texts, flag = {}, None
+    for line in printed.split("options:", 1)[1].splitlines():
+        if line.startswith("  -"):
+            flag = line.split()[0].rstrip(",")
+            texts[flag] = line
+        elif flag is not None:
+            texts[flag] += line
+    return {flag: " ".join(text.split()) for flag, text in texts.items()}
+
+
+@pytest.mark.parametrize("name", SCRIPTS)
+def test_help_shows_every_flag_with_its_default_without_importing_keras(name):
+    result = subprocess.run(
+        [sys.executable, "-c", HELP_PROBE, str(EXAMPLES), str(EXAMPLES / f"{name}.py")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=without_tensorflow_quieting(),
+    )
+    assert result.stderr == ""  # no TensorFlow log line, no warning
+    assert "exit status 0" in result.stdout
+    # Parsed before Keras is imported: the help needs no backend start-up.
+    assert "keras imported: False" in result.stdout
+    texts = help_texts(result.stdout)
+    assert "--out" in texts and "--verbose" in texts and "--seed" in texts
+    for flag, text in texts.items():
+        if flag != "-h":
+            assert "(default: " in text, f"{name} {flag}: {text}"
+
+
+def parsed(example, argv):
+    args = example.parse_args(argv)
+    return args[1] if isinstance(args, tuple) else args  # feature_selection's
+
+
+@pytest.mark.parametrize("name", SCRIPTS)
+def test_outputs_go_under_the_ignored_runs_folder(name):
+    example = load_example(name)
+    out = pathlib.Path(parsed(example, []).out)
+    assert out == pathlib.Path("runs") / name
+    root = EXAMPLES.parent
+    if not (root / ".git").exists():
+        pytest.skip("git check-ignore needs a git checkout")
+    ignored = subprocess.run(
+        ["git", "check-ignore", "-q", str(out / "curves.png")], cwd=root
+    )
+    assert ignored.returncode == 0, f"{out} is not git-ignored"
+
+
+def test_the_parsers_estimators_are_the_packages():
+    import keras_gumbel as kg
+
+    cli = load_example("_cli")
+    assert cli.ESTIMATORS == kg.ESTIMATORS
+    hard = tuple(e for e in kg.ESTIMATORS if kg.estimators.get(e).hard)
+    assert cli.HARD_ESTIMATORS == hard
+
+
+def stop_before_training(*args, **kwargs):
+    raise KeyboardInterrupt  # the warning comes before training
+
+
+def test_feature_selection_warns_when_selectors_cannot_converge(
+    monkeypatch, tmp_path, capsys
+):
+    example = load_example("feature_selection")
+    # log(0.998 / 0.002 * 783) = 12.876, at most 2 * 0.01 per update.
+    assert example.updates_to_converge(784, 1e-2) == 644
+    # The default run, 100 epochs of 16 updates on mnist5k, is long enough.
+    assert example.updates_to_converge(784, 1e-2) <= 100 * math.ceil(4000 / 256)
+    monkeypatch.setattr(example, "train_selector", stop_before_training)
+    with pytest.raises(KeyboardInterrupt):
+        example.main(["--dataset=digits", "--k=4", "--epochs=10", f"--out={tmp_path}"])
+    warned = " ".join(capsys.readouterr().err.split())
+    # 1438 training images of 64 pixels: 6 updates per epoch; log(499 * 63) / 0.02.
+    assert "Warning: this run has 60 training updates, fewer than the 518" in warned
+    assert "Abid et al.'s convergence test" in warned
+
+
+@pytest.mark.parametrize(
+    ("flags", "warns"),
+    [
+        ("--schedule=jang", True),
+        ("--schedule=jang --estimator=reinmax", False),  # starts at its floor, 1
+        ("--schedule=fit", False),  # reaches its floor in any run
+    ],
+)
+def test_discrete_vae_warns_when_jangs_schedule_cannot_reach_its_floor(
+    flags, warns, monkeypatch, tmp_path, capsys
+):
+    example = load_example("discrete_vae")
+    monkeypatch.setattr(example, "train", stop_before_training)
+    with pytest.raises(KeyboardInterrupt):
+        example.main([*flags.split(), "--dataset=digits", f"--out={tmp_path}"])
+    warned = " ".join(capsys.readouterr().err.split())
+    # 50 epochs of ceil(1438 / 100) = 15 updates; exp(-1e-4 t) reaches 0.5 at
+    # t = 6931, and the schedule moves every 500 updates.
+    expected = "Warning: this run has 750 training updates, fewer than the 7000"
+    assert (expected in warned) == warns
+
+
+def test_attention_selection_warns_below_the_measured_length(
+    monkeypatch, tmp_path, capsys
+):
+    example = load_example("attention_selection")
+    monkeypatch.setattr(example, "train_variant", stop_before_training)
+    with pytest.raises(KeyboardInterrupt):
+        example.main(["--epochs=2", "--train-size=1000", f"--out={tmp_path}"])
+    warned = " ".join(capsys.readouterr().err.split())
+    assert "Warning: this run has 16 training updates, fewer than the 785" in warned
+    # The defaults (5 epochs of 157 updates) are long enough.
+    assert example.ENOUGH_UPDATES <= 5 * math.ceil(20000 / 128)
+
+
+@pytest.mark.skipif(
+    keras.backend.backend() != "tensorflow",
+    reason="TensorFlow's start-up logs exist only where it is the backend",
+)
+def test_a_run_prints_no_tensorflow_log_lines(tmp_path):
+    flags = "--train-size=64 --test-size=16 --epochs=1 --keys=4 --min-length=2"
+    flags += " --max-length=4 --k=1 --batch-size=32"
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(EXAMPLES / "attention_selection.py"),
+            *flags.split(),
+            f"--out={tmp_path}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=without_tensorflow_quieting(),
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Attention maps are in" in result.stdout
+    # Only the short-run warning; none of TensorFlow's C++ or Python logs.
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert all(line.startswith("Warning: this run has") for line in lines), lines
+
+
+def test_dvae_warns_below_the_measured_length(dvae, monkeypatch, tmp_path, capsys):
+    monkeypatch.setattr(dvae, "train", stop_before_training)
+    with pytest.raises(KeyboardInterrupt):
+        dvae.main(["--epochs=3", "--train-size=1000", f"--out={tmp_path}"])
+    warned = " ".join(capsys.readouterr().err.split())
+    # 3 epochs of ceil(1000 / 128) = 8 updates.
+    assert "Warning: this run has 24 training updates, fewer than the 320" in warned
+    # The default run, 20 epochs of 32 updates on mnist5k, is long enough.
+    assert dvae.ENOUGH_UPDATES <= 20 * math.ceil(4000 / 128)

@@ -5,6 +5,7 @@ Keras model gives in inference, and the stochastic paths must draw correct,
 fresh samples.
 """
 
+import importlib.util
 import os
 import subprocess
 import sys
@@ -287,5 +288,10 @@ def test_invalid_arguments_name_the_argument():
 )
 def test_export_needs_the_tensorflow_backend():
     model = sampling_model("argmax")
-    with pytest.raises(RuntimeError, match="needs the TensorFlow backend"):
+    if importlib.util.find_spec("tensorflow") is None:
+        # tests/test_packaging.py checks this case where TensorFlow is installed.
+        error, message = ImportError, r"pip install \"keras-gumbel\[export\]\""
+    else:
+        error, message = RuntimeError, "needs the TensorFlow backend"
+    with pytest.raises(error, match=message):
         kg.export.export_saved_model(model, "unused")

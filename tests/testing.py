@@ -262,9 +262,11 @@ def _check_mask_passes_through(layer, x, mask):
     np.testing.assert_array_equal(to_numpy(layer.compute_mask(x, mask)), mask)
 
 
-def gradient(function, x):
+def gradient(function, x, compile=True):
     """Gradient of `sum(function(x))`-style scalar `function` w.r.t. `x`, on any
-    backend. `function` maps a tensor to a scalar tensor."""
+    backend. `function` maps a tensor to a scalar tensor. On JAX it runs under
+    `jax.jit` unless `compile=False`, which a function that advances a seed
+    generator (a layer called in training) needs."""
     name = backend()
     if name == "tensorflow":
         import tensorflow as tf
@@ -277,8 +279,12 @@ def gradient(function, x):
     if name == "jax":
         import jax
 
+        # Compiled as one program: run eagerly, JAX compiles every operation
+        # of the backward pass on its own, which makes the large-sample
+        # gradient tests several times slower.
+        grad = jax.grad(function)
         return np.asarray(
-            jax.grad(lambda v: function(v))(keras.ops.convert_to_tensor(x))
+            (jax.jit(grad) if compile else grad)(keras.ops.convert_to_tensor(x))
         )
     if name == "torch":
         import torch

@@ -10,6 +10,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from keras_gumbel import _checks
 from keras_gumbel._backend import portable
 
 # The fast paths (the rest of `portable`'s interface is the default), and the
@@ -45,8 +46,11 @@ class StatefulOpSeed(keras.random.SeedGenerator):
         self.draws = 0
 
     def next(self, ordered: bool = True) -> NoReturn:
+        # Reached when a draw on another backend asks it for a seed.
+        _checks.require_tensorflow("`StatefulOpSeed`", "tensorflow")
         raise NotImplementedError(
-            "StatefulOpSeed only seeds TensorFlow's stateful random ops."
+            "StatefulOpSeed only seeds TensorFlow's stateful random ops, on the "
+            f"TensorFlow backend. Received: backend={keras.backend.backend()!r}"
         )
 
     def op_seeds(self) -> tuple[int, int]:

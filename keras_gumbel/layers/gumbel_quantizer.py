@@ -1,5 +1,3 @@
-import math
-import numbers
 from typing import Any
 
 import keras
@@ -135,10 +133,10 @@ class GumbelQuantizer(EstimatorLayer):
             inference=inference,
             **kwargs,
         )
-        self.num_codes = _check_count(num_codes, "num_codes", 2)
-        self.code_dim = _check_count(code_dim, "code_dim", 1)
-        self.groups = _check_count(groups, "groups", 1)
-        self.initial_kl_weight = _check_weight(kl_weight, "kl_weight")
+        self.num_codes = _checks.check_count(num_codes, "num_codes", 2)
+        self.code_dim = _checks.check_count(code_dim, "code_dim", 1)
+        self.groups = _checks.check_count(groups, "groups", 1)
+        self.initial_kl_weight = _checks.check_non_negative(kl_weight, "kl_weight")
         self.supports_masking = True
         self.kl_weight = self._scalar("kl_weight", self.initial_kl_weight)
         self.code_perplexity = self._scalar("code_perplexity", 0.0)
@@ -342,19 +340,3 @@ def _perplexity(distribution):
     )
     entropy = -keras.ops.sum(distribution * keras.ops.log(safe), axis=-1)
     return keras.ops.sum(keras.ops.exp(entropy))
-
-
-def _check_count(value, name, minimum):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(_checks.invalid(name, f"an int >= {minimum}", value))
-    if value < minimum:
-        raise ValueError(_checks.invalid(name, f"an int >= {minimum}", value))
-    return int(value)
-
-
-def _check_weight(value, name):
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(_checks.invalid(name, "a non-negative float", value))
-    if not math.isfinite(value) or value < 0:
-        raise ValueError(_checks.invalid(name, "a non-negative finite float", value))
-    return float(value)

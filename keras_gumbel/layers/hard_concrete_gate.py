@@ -128,8 +128,8 @@ class HardConcreteGate(AnnealableLayer):
         **kwargs: Any,
     ) -> None:
         super().__init__(temperature, seed=seed, **kwargs)
-        self.limits = _check_limits(limits)
-        self.initial_l0_weight = _check_l0_weight(l0_weight)
+        self.limits = _checks.check_limits(limits)
+        self.initial_l0_weight = _checks.check_non_negative(l0_weight, "l0_weight")
         self.axis = _check_axes(axis)
         self.per_example = _checks.check_bool(per_example, "per_example")
         self.droprate_init = _check_droprate_init(droprate_init)
@@ -270,36 +270,9 @@ class HardConcreteGate(AnnealableLayer):
         }
 
 
-def _is_real(value):
-    return isinstance(value, numbers.Real) and not isinstance(value, bool)
-
-
-def _check_limits(limits):
-    expected = "a pair (gamma, zeta) of finite floats with gamma < 0 and zeta > 1"
-    if not isinstance(limits, (tuple, list)) or len(limits) != 2:
-        raise TypeError(_checks.invalid("limits", expected, limits))
-    if not all(_is_real(value) for value in limits):
-        raise TypeError(_checks.invalid("limits", expected, limits))
-    gamma, zeta = float(limits[0]), float(limits[1])
-    # An infinite zeta would make the stretch `s * (zeta - gamma)` NaN at s=0.
-    if not (math.isfinite(gamma) and math.isfinite(zeta) and gamma < 0 < 1 < zeta):
-        raise ValueError(_checks.invalid("limits", expected, limits))
-    return (gamma, zeta)
-
-
-def _check_l0_weight(l0_weight):
-    if not _is_real(l0_weight):
-        raise TypeError(_checks.invalid("l0_weight", "a non-negative float", l0_weight))
-    if not math.isfinite(l0_weight) or l0_weight < 0:
-        raise ValueError(
-            _checks.invalid("l0_weight", "a non-negative finite float", l0_weight)
-        )
-    return float(l0_weight)
-
-
 def _check_droprate_init(droprate_init):
     expected = "a float strictly between 0 and 1"
-    if not _is_real(droprate_init):
+    if not _checks.is_real(droprate_init):
         raise TypeError(_checks.invalid("droprate_init", expected, droprate_init))
     if not 0 < droprate_init < 1:
         raise ValueError(_checks.invalid("droprate_init", expected, droprate_init))
