@@ -17,14 +17,14 @@ import sys
 import keras
 import pytest
 
+import keras_gumbel as kg
+
 # The scripts time keras-gumbel against TensorFlow and TFP on every backend.
 pytestmark = pytest.mark.skipif(
     importlib.util.find_spec("tensorflow") is None,
     reason="benchmarks/ import TensorFlow and TFP (the test extra); CI runs "
     "these on JAX in its TensorFlow environment (.ci/run, bench-jax)",
 )
-
-import keras_gumbel as kg
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
