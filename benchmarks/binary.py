@@ -33,6 +33,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
+from _timing import forward_backward  # noqa: E402
 
 import keras_gumbel as kg  # noqa: E402
 
@@ -83,35 +84,6 @@ def tfp_relaxed_bernoulli(x):
     return tfp.distributions.RelaxedBernoulli(TEMPERATURE, logits=x).sample()
 
 
-def forward_backward(sample, x, cotangent):
-    """A function running `sample` forward and backward, compiled per backend."""
-    backend = keras.backend.backend()
-    if backend == "tensorflow":
-        import tensorflow as tf
-
-        @tf.function
-        def step(x):
-            with tf.GradientTape() as tape:
-                tape.watch(x)
-                y = sample(x)
-            return tape.gradient(y, x, output_gradients=cotangent)
-
-        return lambda: step(x).numpy()
-    if backend == "jax":
-        import jax
-
-        step = jax.jit(lambda x: jax.vjp(sample, x)[1](cotangent)[0])
-        return lambda: step(x).block_until_ready()
-    import torch
-
-    def run():
-        leaf = x.detach().requires_grad_(True)
-        (gradient,) = torch.autograd.grad(sample(leaf), leaf, cotangent)
-        return gradient
-
-    return run
-
-
 def main(argv=None):
     args = parse_args(argv)
     rng = np.random.default_rng(0)
@@ -125,7 +97,10 @@ def main(argv=None):
         candidates[(estimator, "two categories")] = two_categories(estimator)
     if keras.backend.backend() == "tensorflow":
         candidates[("gumbel_softmax", "tfp")] = tfp_relaxed_bernoulli
-    runners = {key: forward_backward(f, x, cotangent) for key, f in candidates.items()}
+    runners = {
+        key: forward_backward(f, x, cotangent, jit_compile=False)
+        for key, f in candidates.items()
+    }
     for run in runners.values():
         run()  # compile and warm up
     times = {key: [] for key in runners}

@@ -1,6 +1,6 @@
-"""Gradient estimators side by side: optimisation, bias/variance, and cost.
+"""Gradient estimators side by side: optimisation, and bias and variance.
 
-Three measurements, for every estimator in `keras_gumbel.ESTIMATORS` and the
+Two measurements, for every estimator in `keras_gumbel.ESTIMATORS` and the
 temperatures 0.5, 1 and 2 (ReinMax only at temperatures >= 1, which is all it
 supports):
 
@@ -18,9 +18,9 @@ supports):
    gradient of E[f(D)] is a sum over the 8 outcomes. Reported, relative to the
    norm of the exact gradient: the bias of the mean estimate (with its Monte
    Carlo noise floor) and the per-sample standard deviation.
-3. Cost: forward + backward of a [1024, 1024] sample under
-   tf.function(jit_compile=True), median time and peak resident memory per
-   estimator, interleaved in one process, as ratios to plain Gumbel-Softmax.
+
+What each estimator costs in time and memory, on every backend, is
+`benchmarks/estimator_cost.py`.
 
 Usage:
 
@@ -32,7 +32,6 @@ Prints markdown tables (progress goes to stderr).
 """
 
 import argparse
-import ctypes
 import os
 import sys
 import time
@@ -196,70 +195,6 @@ def bias_and_deviation(estimator, temperature, power, samples, seed):
     return bias, floor, deviation
 
 
-# 3. Time and peak memory.
-
-_LIBC = ctypes.CDLL("libc.so.6")
-
-
-def _status(field):
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith(field):
-                return int(line.split()[1]) * 1024
-    raise KeyError(field)
-
-
-def _reset_peak():
-    """Returns freed heap to the OS and resets the peak-RSS counter (Linux)."""
-    _LIBC.malloc_trim(0)
-    with open("/proc/self/clear_refs", "w") as clear_refs:
-        clear_refs.write("5")
-
-
-def cost(shape, rounds, repeats):
-    """Median seconds per forward+backward call, and median peak extra memory
-    (bytes above the resident size before the call), per estimator."""
-    logits = tf.constant(np.random.default_rng(1).normal(size=shape), tf.float32)
-    weights = tf.constant(np.random.default_rng(2).normal(size=shape), tf.float32)
-    functions = {}
-    for estimator in kg.ESTIMATORS:
-        temperature = 1.0
-
-        def forward_backward(x, estimator=estimator, temperature=temperature):
-            with tf.GradientTape() as tape:
-                tape.watch(x)
-                y = kg.ops.gumbel_softmax(x, temperature, estimator=estimator)
-                loss = tf.reduce_sum(y * weights)
-            return tape.gradient(loss, x)
-
-        functions[estimator] = tf.function(
-            forward_backward, jit_compile=True, autograph=False
-        )
-        for _ in range(3):
-            functions[estimator](logits).numpy()
-    times = {name: [] for name in functions}
-    memory = {name: [] for name in functions}
-    for _ in range(rounds):
-        for name, function in functions.items():
-            start = time.perf_counter()
-            for _ in range(repeats):
-                result = function(logits)
-            result.numpy()
-            times[name].append((time.perf_counter() - start) / repeats)
-            del result
-            try:
-                _reset_peak()
-                before = _status("VmRSS")
-                function(logits).numpy()
-                memory[name].append(_status("VmHWM") - before)
-            except OSError:
-                memory[name].append(float("nan"))
-    return (
-        {name: float(np.median(values)) for name, values in times.items()},
-        {name: float(np.median(values)) for name, values in memory.items()},
-    )
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--steps", type=int, default=8000, help="training steps")
@@ -272,15 +207,11 @@ def main():
         help="per-sample gradients for bias/variance",
     )
     parser.add_argument(
-        "--rounds", type=int, default=7, help="interleaved timing rounds"
-    )
-    parser.add_argument(
         "--quick", action="store_true", help="a short smoke run (overrides sizes)"
     )
     args = parser.parse_args()
     if args.quick:
-        args.steps, args.seeds, args.samples, args.rounds = 400, 2, 20_000, 3
-    rounds, repeats = args.rounds, 3
+        args.steps, args.seeds, args.samples = 400, 2, 20_000
     began = time.perf_counter()
 
     print(
@@ -315,30 +246,6 @@ def main():
         )
         progress(f"  {estimator:16s} temperature={temperature}")
     print()
-
-    progress("time and memory ...")
-    shape = (1024, 1024)
-    times, memory = cost(shape, rounds, repeats)
-    baseline_time = times["gumbel_softmax"]
-    baseline_memory = memory["gumbel_softmax"]
-    print(
-        "## Cost\n\n"
-        f"Forward + backward of a {list(shape)} float32 sample, "
-        "tf.function(jit_compile=True), temperature 1, median over "
-        f"{rounds} interleaved rounds; peak memory is the rise of the peak "
-        "resident set size during one call.\n"
-    )
-    print(
-        "| estimator | time (ms) | time ratio | peak memory (MB) | memory ratio |\n"
-        "|---|---|---|---|---|"
-    )
-    for name in kg.ESTIMATORS:
-        print(
-            f"| {name} | {1e3 * times[name]:.1f} | "
-            f"{times[name] / baseline_time:.2f} | {memory[name] / 2**20:.0f} | "
-            f"{memory[name] / baseline_memory:.2f} |"
-        )
-    print(flush=True)
 
     progress("polynomial programming ...")
     header = (

@@ -24,9 +24,12 @@ __all__ = [
     "shift_logits",
     "argmax",
     "masked_scores",
+    "max_index",
     "one_hot_max",
+    "reinmax_straight_through",
     "relaxed_top_k",
     "log1mexp",
+    "mean_straight_through",
     "scaled_sigmoid",
     "row_max",
     "scaled_softmax",
@@ -126,12 +129,20 @@ def _shifted_softmax(scores, temperature):
     scores lie in `[-inf, 0]` and neither huge scores nor tiny temperatures
     overflow.
     """
-    maximum, valid = row_max(scores)
+    maximum, _ = row_max(scores)
+    return _softmax_below(scores, maximum, temperature), maximum
+
+
+def _softmax_below(scores, maximum, temperature):
+    """`softmax(scores / temperature)` of scores at most `maximum` (per row),
+    with their maximum or, for a row with no finite score (all zeros out),
+    any finite value."""
     # In [-inf, 0]: -inf (or an overflow to it) gives an exact 0 below.
     unnormalised = ops.exp((scores - maximum) / temperature)
     total = ops.sum(unnormalised, axis=-1, keepdims=True)
-    total = ops.where(valid, total, ops.ones_like(total))
-    return unnormalised / total, maximum
+    # At least 1 where the maximum is a score, 0 in a row without one.
+    total = ops.where(total > 0, total, ops.ones_like(total))
+    return unnormalised / total
 
 
 def _shifted_softmax_vjp(probs, scores, maximum, temperature, upstream):
@@ -145,15 +156,24 @@ def _shifted_softmax_vjp(probs, scores, maximum, temperature, upstream):
     if not backend.temperature_needs_gradient(temperature):
         return backend.softmax_vjp_scores(probs, upstream, temperature), None
     d_scaled = backend.softmax_vjp(probs, upstream)
-    # d scaled / d temperature = -scaled / temperature. The scaled scores are
-    # recomputed (the same operations, so the same values) rather than kept
-    # from the forward pass, which would hold a second tensor of the input's
-    # size for a gradient that is rarely asked for. They are clamped at
-    # -bound, where d_scaled is 0, so that 0 * inf never appears.
+    return d_scaled / temperature, _temperature_vjp(
+        d_scaled, scores, maximum, temperature
+    )
+
+
+def _temperature_vjp(d_scaled, scores, maximum, temperature):
+    """The temperature's gradient, from that of the scaled scores.
+
+    d scaled / d temperature = -scaled / temperature. The scaled scores are
+    recomputed (the same operations, so the same values) rather than kept
+    from the forward pass, which would hold a second tensor of the input's
+    size for a gradient that is rarely asked for. They are clamped at
+    -bound, where d_scaled is 0, so that 0 * inf never appears.
+    """
     scaled = (scores - maximum) / temperature
     bound = underflow_bound(scaled.dtype)
     d_temperature = -sum_to_shape(d_scaled * ops.maximum(scaled, -bound), temperature)
-    return d_scaled / temperature, d_temperature / temperature
+    return d_temperature / temperature
 
 
 def sum_to_shape(values, target):
@@ -227,14 +247,18 @@ def argmax(scores):
     return _backend.current().argmax(scores)
 
 
+def max_index(scores):
+    """Index of the row maximum, -1 for a row with no finite score."""
+    valid = ops.max(scores, axis=-1) > float("-inf")
+    return ops.where(valid, argmax(scores), -1)
+
+
 def one_hot_max(scores):
     """One-hot of the row maximum; all zeros for a row with no finite score."""
-    count = ops.shape(scores)[-1]
-    valid = ops.max(scores, axis=-1) > float("-inf")
     # Index -1 one-hot encodes to all zeros: one `where` on the indices instead
     # of one on the whole one-hot tensor.
-    index = ops.where(valid, argmax(scores), -1)
-    return _backend.current().one_hot(index, count, scores.dtype)
+    count = ops.shape(scores)[-1]
+    return _backend.current().one_hot(max_index(scores), count, scores.dtype)
 
 
 def straight_through(hard, soft):
@@ -267,6 +291,139 @@ def straight_through_one_hot(scores, temperature):
 
     temperature = ops.cast(ops.convert_to_tensor(temperature), scores.dtype)
     return sample(scores, temperature)
+
+
+def _relaxed(scores, temperature, maximum=None):
+    """`softmax(scores / temperature)` for a backward pass: the backend's
+    fused softmax where exact, else the shifted one (by `maximum`, the row
+    maximum, if known)."""
+    probs = _backend.current().scaled_softmax(scores, temperature)
+    if probs is not None:
+        return probs
+    if maximum is None:
+        maximum, _ = row_max(scores)
+    return _softmax_below(scores, maximum, temperature)
+
+
+def _softmax_scores_vjp(scores, maximum, temperature, upstream):
+    probs = _relaxed(scores, temperature, maximum)
+    return _backend.current().softmax_vjp_scores(probs, upstream, temperature)
+
+
+def _softmax_temperature_vjp(scores, maximum, temperature, upstream):
+    probs = _softmax_below(scores, maximum, temperature)
+    d_scaled = _backend.current().softmax_vjp(probs, upstream)
+    return _temperature_vjp(d_scaled, scores, maximum, temperature)
+
+
+def _sigmoid_slope(values, temperature, upstream):
+    """The scaled values clamped as `scaled_sigmoid` clamps them, and the
+    gradient with respect to them (0 where the clamp holds)."""
+    bound = underflow_bound(values.dtype)
+    scaled = values / temperature
+    inside = (scaled <= bound) & (scaled >= -bound)
+    clamped = clamp(scaled, -bound, bound)
+    sigmoid = ops.sigmoid(clamped)
+    d_scaled = ops.where(
+        inside, upstream * sigmoid * (1.0 - sigmoid), ops.zeros_like(sigmoid)
+    )
+    return clamped, d_scaled
+
+
+def _sigmoid_values_vjp(values, temperature, upstream):
+    _, d_scaled = _sigmoid_slope(values, temperature, upstream)
+    return d_scaled / temperature
+
+
+def _sigmoid_temperature_vjp(values, temperature, upstream):
+    clamped, d_scaled = _sigmoid_slope(values, temperature, upstream)
+    return -sum_to_shape(d_scaled * clamped, temperature) / temperature
+
+
+_RELAXATIONS = {
+    "softmax": (_softmax_scores_vjp, _softmax_temperature_vjp),
+    "sigmoid": (_sigmoid_values_vjp, _sigmoid_temperature_vjp),
+}
+
+
+def mean_straight_through(hard, inputs, temperature, draws, perturbations, relaxation):
+    """`hard` in the forward pass, with the gradient of a mean over draws.
+
+    The gradient with respect to `inputs` and `temperature` is that of
+    `mean_k relax(perturbed(k), temperature)` for k in `1..draws`, where
+    `relax` is `scaled_softmax` (`relaxation="softmax"`, category axis last)
+    or `scaled_sigmoid` (`"sigmoid"`, elementwise), and each `perturbed(k)` is
+    `inputs` plus noise held constant: Gumbel-Rao's average of relaxed
+    Jacobians (Paulus et al. 2021), or with one draw a straight-through
+    gradient at perturbed logits (GST). `perturbations(inputs)` returns the
+    function `perturbed`, made from the values the backward pass receives
+    (JAX cannot differentiate through a closure over its inputs); `perturbed(k)`
+    returns a tuple: the perturbed scores and their row maximum `[..., 1]`
+    (the caller knows it, which saves a reduction per draw) for the softmax,
+    the perturbed values alone for the sigmoid.
+
+    The draws are made and used one at a time, in the backward pass, in a
+    loop that carries one sum of the input's size: memory does not grow with
+    `draws`, and a forward pass without gradients draws nothing but what
+    `hard` needed. `perturbed` must give the same values each time it is
+    called with the same index (a keyed draw).
+    """
+    inputs_vjp, temperature_vjp = _RELAXATIONS[relaxation]
+
+    @ops.custom_gradient
+    def estimate(inputs, temperature):
+        def grad(*args, upstream=None):
+            upstream = _upstream(args, upstream)
+            perturbed = perturbations(inputs)
+
+            def total(vjp, like):
+                if draws == 1:
+                    return vjp(*perturbed(1), temperature, upstream)
+
+                def body(index, running):
+                    return running + vjp(*perturbed(index + 1), temperature, upstream)
+
+                return ops.fori_loop(0, draws, body, ops.zeros_like(like)) / draws
+
+            d_inputs = total(inputs_vjp, inputs)
+            # A separate loop, so that TensorFlow and JAX drop it whole when
+            # the temperature's gradient is not used.
+            if not _backend.current().temperature_needs_gradient(temperature):
+                return d_inputs, None
+            return d_inputs, total(temperature_vjp, temperature)
+
+        return hard, grad
+
+    temperature = ops.cast(ops.convert_to_tensor(temperature), inputs.dtype)
+    return estimate(inputs, temperature)
+
+
+def reinmax_straight_through(sample, scores, temperature):
+    """`sample` in the forward pass, ReinMax's gradient in the backward pass.
+
+    Liu et al. (2023), Algorithm 2: `2 J(pi_1)^T g - J(pi_0)^T g / 2` with
+    `pi_0 = softmax(scores)`, `pi_1 = (sample + softmax(scores /
+    temperature)) / 2` and `J(p)^T g = p (g - <p, g>)`, the softmax Jacobian
+    at `p` applied to the incoming gradient `g`. Both `pi` are made in the
+    backward pass; they are held constant, so the temperature gets no
+    gradient. Masked (`-inf`) categories have `pi = 0` and get none either.
+    """
+
+    @ops.custom_gradient
+    def estimate(scores, temperature):
+        def grad(*args, upstream=None):
+            upstream = _upstream(args, upstream)
+            backend = _backend.current()
+            pi_0 = _relaxed(scores, ops.ones_like(temperature))
+            pi_1 = 0.5 * (sample + _relaxed(scores, temperature))
+            d_scores = 2.0 * backend.softmax_vjp(pi_1, upstream)
+            d_scores = d_scores - 0.5 * backend.softmax_vjp(pi_0, upstream)
+            return d_scores, ops.zeros_like(temperature)
+
+        return sample, grad
+
+    temperature = ops.cast(ops.convert_to_tensor(temperature), scores.dtype)
+    return estimate(scores, temperature)
 
 
 def top_k_hot(scores: TensorLike, k: int) -> TensorLike:

@@ -18,7 +18,15 @@ from keras_gumbel import _backend, _checks, _numerics
 from keras_gumbel._backend.tensorflow import StatefulOpSeed
 from keras_gumbel._typing import SeedLike, Shape, TensorLike
 
-__all__ = ["uniform", "gumbel", "exponential", "logistic", "StatefulOpSeed"]
+__all__ = [
+    "uniform",
+    "gumbel",
+    "exponential",
+    "logistic",
+    "stream_key",
+    "stream_uniform",
+    "StatefulOpSeed",
+]
 
 
 def _compute_dtype(dtype: Any) -> str:
@@ -103,4 +111,58 @@ def logistic(shape: Shape, dtype: str = "float32", seed: SeedLike = None) -> Ten
     compute_dtype = _compute_dtype(dtype)
     uniforms = uniform(shape, compute_dtype, seed)
     draw = keras.ops.log(uniforms) - keras.ops.log1p(-uniforms)
+    return keras.ops.cast(draw, dtype)
+
+
+def stream_key(seed: SeedLike = None) -> TensorLike:
+    """Draws a key for a stream of independent uniform draws, numbered 0, 1, ...
+
+    Use it where one call needs many independent draws but should not hold
+    them all at once: draw `i` of the stream is `stream_uniform(shape, key, i)`,
+    computed when it is needed (inside a loop, or in a backward pass) and
+    recomputed identically from the key. A key takes `seed` as `uniform` does
+    and takes one step of a `SeedGenerator`, so every call gets a fresh stream
+    and an int seed gives the same one every time.
+
+    Args:
+        seed: None (fresh on every call), an int in `[0, 2**31 - 1]`, or a
+            `keras.random.SeedGenerator`.
+
+    Returns:
+        A small integer tensor, opaque: pass it to `stream_uniform`.
+
+    Example:
+
+    >>> import numpy as np
+    >>> import keras_gumbel as kg
+    >>> key = kg.random.stream_key(seed=0)
+    >>> first = np.asarray(kg.random.stream_uniform((1000,), key, 0))
+    >>> again = np.asarray(kg.random.stream_uniform((1000,), key, 0))
+    >>> second = np.asarray(kg.random.stream_uniform((1000,), key, 1))
+    >>> bool(np.all(first == again)), bool(np.any(first != second))
+    (True, True)
+    """
+    return _backend.current().stream_key(_checks.check_seed(seed))
+
+
+def stream_uniform(
+    shape: Shape, key: TensorLike, index: int | TensorLike, dtype: str = "float32"
+) -> TensorLike:
+    """Draw number `index` of the stream `key`: `U[tiny, 1)` as `uniform` draws.
+
+    Draws with different indices are independent, and no two keys share a
+    draw. The index may be a Python int or a scalar integer tensor, such as the
+    counter of `keras.ops.fori_loop` on TensorFlow and JAX (PyTorch runs the
+    loop in Python and passes ints).
+
+    Args:
+        shape: Shape of the draw.
+        key: A key from `stream_key`.
+        index: Which draw of the stream, an integer >= 0.
+        dtype: Output dtype (floating point).
+
+    Returns:
+        A tensor of shape `shape` and dtype `dtype`, strictly positive.
+    """
+    draw = _backend.current().stream_uniform(shape, _compute_dtype(dtype), key, index)
     return keras.ops.cast(draw, dtype)

@@ -1,9 +1,10 @@
-"""The sampling benchmark runs as docs/performance.md and docs/backends.md say.
+"""The benchmarks run as docs/performance.md, docs/backends.md and
+docs/estimators.md say.
 
-Nothing is timed here: the script runs at a tiny shape, in its own process (it
+Nothing is timed here: each script runs at a tiny size, in its own process (it
 sets environment variables before importing TensorFlow), on the backend of this
 test process, and the test checks that it prints every row and line the docs
-quote. A crash in the script would otherwise go unseen until someone reruns
+quote. A crash in a script would otherwise go unseen until someone reruns
 the numbers.
 """
 
@@ -16,6 +17,8 @@ import sys
 import keras
 import pytest
 
+import keras_gumbel as kg
+
 # The scripts time keras-gumbel against TensorFlow and TFP on every backend.
 pytestmark = pytest.mark.skipif(
     importlib.util.find_spec("tensorflow") is None,
@@ -23,13 +26,18 @@ pytestmark = pytest.mark.skipif(
     "these on JAX in its TensorFlow environment (.ci/run, bench-jax)",
 )
 
-SCRIPT = pathlib.Path(__file__).resolve().parent.parent / "benchmarks" / "sampling.py"
+ROOT = pathlib.Path(__file__).resolve().parent.parent
 
 
-def run_sampling_benchmark(*args):
-    environment = dict(os.environ, KERAS_BACKEND=keras.backend.backend())
+def run_benchmark(script, *args):
+    """The standard output of `benchmarks/<script>` run with `args`."""
+    environment = dict(
+        os.environ,
+        KERAS_BACKEND=keras.backend.backend(),
+        PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+    )
     result = subprocess.run(
-        [sys.executable, str(SCRIPT), *args],
+        [sys.executable, str(ROOT / "benchmarks" / script), *args],
         capture_output=True,
         text=True,
         env=environment,
@@ -37,6 +45,10 @@ def run_sampling_benchmark(*args):
     )
     assert result.returncode == 0, result.stderr[-4000:]
     return result.stdout
+
+
+def run_sampling_benchmark(*args):
+    return run_benchmark("sampling.py", *args)
 
 
 def rows(output):
@@ -73,20 +85,62 @@ def test_sampling_benchmark_prints_every_candidate_and_target():
 
 
 def test_binary_benchmark_prints_every_estimator_against_two_categories():
-    script = SCRIPT.parent / "binary.py"
-    environment = dict(os.environ, KERAS_BACKEND=keras.backend.backend())
-    result = subprocess.run(
-        [sys.executable, str(script), "--quick"],
-        capture_output=True,
-        text=True,
-        env=environment,
-        timeout=600,
-    )
-    assert result.returncode == 0, result.stderr[-4000:]
-    import keras_gumbel as kg
-
-    lines = {line.split()[0]: line for line in result.stdout.splitlines() if line}
+    output = run_benchmark("binary.py", "--quick")
+    lines = {line.split()[0]: line for line in output.splitlines() if line}
     for estimator in kg.ESTIMATORS:
         assert lines[estimator].rstrip().endswith(("ok", "MISSED"))
     if keras.backend.backend() == "tensorflow":
-        assert "relaxed binary / tfp RelaxedBernoulli" in result.stdout
+        assert "relaxed binary / tfp RelaxedBernoulli" in output
+
+
+def table_rows(output):
+    """Markdown table rows as lists of stripped cells, header rows left out."""
+    rows = []
+    for line in output.splitlines():
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        if line.startswith("|") and not set(cells[0]) <= {"-"}:
+            rows.append(cells)
+    return rows
+
+
+def test_estimator_cost_benchmark_prints_every_estimator_with_its_goal():
+    # One tiny shape, K in {2, 3}, 2 rounds: every row and verdict the cost
+    # table in docs/estimators.md has.
+    output = run_benchmark(
+        "estimator_cost.py", "--shapes", "6,3", "--draws", "2,3", "--rounds", "2"
+    )
+    assert "### `[6, 3]`" in output
+    rows = {cells[0]: cells for cells in table_rows(output)}
+    expected = [name for name in kg.ESTIMATORS if name != "gumbel_rao"]
+    expected += ["gumbel_rao K=2", "gumbel_rao K=3", "straight_through t_f=2"]
+    assert set(expected) <= set(rows)
+    for name in expected:
+        time_goal, memory_goal = rows[name][3], rows[name][6]
+        if name.startswith("gumbel_rao"):
+            assert memory_goal.endswith(("met", "MISSED")), rows[name]
+        elif name != "gumbel_softmax":
+            assert time_goal.endswith(("met", "MISSED")), rows[name]
+        assert float(rows[name][4]) >= 0.0  # peak memory in MB
+
+
+def test_training_benchmark_prints_every_model_with_its_goals():
+    # All four models at a reduced size, in one setting of the backend (the
+    # graph, not XLA, on TensorFlow), 2 rounds of a few steps.
+    setting = {"tensorflow": "TF graph", "jax": "JAX jit"}.get(
+        keras.backend.backend(), "PyTorch eager"
+    )
+    output = run_benchmark("training.py", "--quick", "--settings", setting)
+    rows = table_rows(output)
+    header = rows[0]
+    samplers = ["ours", "snippet", "none"]
+    samplers += {"tensorflow": ["tfp"], "torch": ["torch"]}.get(
+        keras.backend.backend(), []
+    )
+    assert {f"{kind} ms" for kind in samplers} <= set(header)
+    models = {cells[0] for cells in rows[1:]}
+    assert models == {"vae", "binary_vae", "selector", "quantizer"}
+    for cells in rows[1:]:
+        assert cells[1] == setting
+        assert cells[-3].endswith(("met", "MISSED")), cells  # vs the best peer
+        assert cells[-2].endswith(("met", "MISSED", "n/a")), cells  # vs snippet
+        assert cells[-1].endswith("]"), cells  # the sampler's share

@@ -369,6 +369,248 @@ def test_gumbel_rao_same_mean_as_straight_through_and_no_larger_variance(
     assert np.all(var_rao < var_single - SIGMAS * np.hypot(error_single, error_rao))
 
 
+def gumbel_rao_reference(logits, mask, temperature, weights, seed, draws):
+    """Gumbel-Rao as one materialised computation, in float64 NumPy.
+
+    Takes the estimator's random numbers (draws 0..K of the stream of `seed`)
+    all at once, as `[K + 1, ...]`, and returns the sample, the gradient of
+    `sum(sample * weights)` for the logits, `mean_k J(p_k)^T weights / T`,
+    and that for the temperature, `mean_k -sum(weights * p_k * (c_k - <p_k,
+    c_k>)) / T^2` (per row for a temperature per row), where `c_k` are the
+    conditional scores given the sample (Paulus et al. 2021, Maddison et al.
+    2014) and `p_k = softmax(c_k / T)`.
+    """
+    key = kg.random.stream_key(seed)
+    shape = logits.shape
+    uniforms = np.stack(
+        [
+            testing.to_numpy(kg.random.stream_uniform(shape, key, index))
+            for index in range(draws + 1)
+        ]
+    ).astype("float64")
+    allowed = mask & np.isfinite(logits)
+    x = np.where(allowed, logits.astype("float64"), -np.inf)
+    valid = allowed.any(axis=-1, keepdims=True)
+    index = np.argmax(x - np.log(-np.log(uniforms[0])), axis=-1)
+    sample = np.eye(shape[-1])[index] * valid
+    safe = np.where(allowed, x, 0.0)
+    top_logit = np.where(valid, np.max(safe, axis=-1, keepdims=True), 0.0)
+    partition = np.sum(
+        np.where(allowed, np.exp(safe - top_logit), 0.0), -1, keepdims=True
+    )
+    log_partition = top_logit + np.log(np.where(valid, partition, 1.0))
+    temperature = np.asarray(temperature, "float64")
+    if temperature.ndim:
+        temperature = temperature[..., None]  # one per row
+    log_exponentials = np.log(-np.log(uniforms[1:]))
+    top = log_partition - np.sum(sample * log_exponentials, axis=-1, keepdims=True)
+    others = -np.logaddexp(log_exponentials - safe, -top)
+    scores = np.where(sample > 0, top, others)
+    scaled = np.where(
+        allowed, (scores - np.max(scores, -1, keepdims=True)) / temperature, -np.inf
+    )
+    probs = np.exp(scaled)
+    probs = probs / np.where(valid, probs.sum(-1, keepdims=True), 1.0)
+    inner = np.sum(probs * weights, axis=-1, keepdims=True)
+    grad = np.mean(probs * (weights - inner), axis=0) / temperature
+    scores = np.where(allowed, scores, 0.0)
+    centred = scores - np.sum(probs * scores, axis=-1, keepdims=True)
+    d_temperature = -np.sum(weights * probs * centred, axis=-1, keepdims=True)
+    d_temperature = np.mean(d_temperature, axis=0) / temperature**2
+    d_temperature = d_temperature[..., 0] if temperature.ndim else d_temperature.sum()
+    return sample, grad, d_temperature
+
+
+GUMBEL_RAO_LOGITS = np.array(
+    [
+        [0.5, -0.3, 1.2, 0.1, -1.0],
+        [30.0, -30.0, 0.0, 3.0, 29.0],
+        [-np.inf, 0.2, -np.inf, 0.1, 0.4],
+        [2.0, 1.0, 0.0, -1.0, 5.0],
+    ]
+    * 8,
+    dtype="float32",
+)
+
+
+@pytest.mark.parametrize(
+    "temperature", [0.7, np.array([0.5, 1.0, 2.0, 0.3] * 8, "float32")]
+)
+def test_gumbel_rao_matches_a_reference_that_materialises_the_draws(temperature):
+    # The backward loop makes the K conditional draws one at a time; it must
+    # give what averaging all K materialised draws gives (float32 round-off
+    # against float64), with masked, -inf and empty rows, and one temperature
+    # per row. 7 draws; an int seed fixes the draws.
+    logits = GUMBEL_RAO_LOGITS
+    mask = np.ones(logits.shape, bool)
+    mask[0::4, 1] = False
+    mask[3::8] = False  # rows with no allowed category
+    weights = loss_weights(logits.shape) - 2.0
+    estimator = kg.estimators.GumbelRao(draws=7)
+
+    def loss(x):
+        sample = kg.ops.gumbel_softmax(
+            x, temperature, estimator=estimator, mask=mask, seed=5
+        )
+        return ops.sum(ops.multiply(sample, weights))
+
+    sample = kg.ops.gumbel_softmax(
+        logits, temperature, estimator=estimator, mask=mask, seed=5
+    )
+    finite = np.where(np.isfinite(logits), logits, 0.0).astype("float32")
+    expected_sample, expected_grad, _ = gumbel_rao_reference(
+        finite, mask & np.isfinite(logits), temperature, weights, 5, 7
+    )
+    np.testing.assert_array_equal(testing.to_numpy(sample), expected_sample)
+    grad = testing.gradient(loss, np.where(np.isfinite(logits), logits, -np.inf))
+    # float32 against float64: the conditional scores (up to 30 in size) carry
+    # a few ulp of error, which the temperature (down to 0.3) scales by 100 in
+    # the exponents: about 1e-5 relative error in each probability.
+    np.testing.assert_allclose(grad, expected_grad, rtol=1e-4, atol=1e-6)
+
+
+def test_gumbel_rao_temperature_gradient_matches_the_reference():
+    # A trained temperature gets the mean over the draws of its gradient.
+    logits = GUMBEL_RAO_LOGITS
+    weights = loss_weights(logits.shape) - 2.0
+    mask = np.isfinite(logits)
+    temperature = keras.Variable(0.8)
+    estimator = kg.estimators.GumbelRao(draws=5)
+
+    def loss():
+        sample = kg.ops.gumbel_softmax(logits, temperature, estimator=estimator, seed=6)
+        return ops.sum(ops.multiply(sample, weights))
+
+    _, _, expected = gumbel_rao_reference(
+        np.where(mask, logits, 0.0), mask, 0.8, weights, 6, 5
+    )
+    grad = testing.variable_gradient(loss, temperature)
+    np.testing.assert_allclose(grad, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_gumbel_rao_binary_matches_a_reference_that_materialises_the_draws():
+    # The binary form: draws 0..K of the stream; given the sample D, the
+    # perturbed logit of draw k is `logits - sign * logit(u_k sigmoid(sign *
+    # logits))`, sign = 2D - 1; the gradient of sum(sample * weights) is
+    # `mean_k weights * s_k (1 - s_k) / T`, s_k = sigmoid(perturbed_k / T).
+    logits = np.linspace(-4.0, 4.0, 48, dtype="float32")
+    weights = np.linspace(1.0, -2.0, 48, dtype="float32")
+    temperature, draws = 0.6, 6
+    estimator = kg.estimators.GumbelRao(draws=draws)
+
+    def loss(x):
+        sample = kg.ops.gumbel_sigmoid(x, temperature, estimator=estimator, seed=8)
+        return ops.sum(ops.multiply(sample, weights))
+
+    key = kg.random.stream_key(8)
+    uniforms = np.stack(
+        [
+            testing.to_numpy(kg.random.stream_uniform(logits.shape, key, index))
+            for index in range(draws + 1)
+        ]
+    ).astype("float64")
+    x = logits.astype("float64")
+    sample = (x + special.logit(uniforms[0]) > 0).astype("float64")
+    sign = 2.0 * sample - 1.0
+    log_p = np.log(uniforms[1:] * special.expit(sign * x))
+    perturbed = x - sign * (log_p - np.log(-np.expm1(log_p)))
+    slopes = special.expit(perturbed / temperature)
+    slopes = slopes * (1.0 - slopes)
+    expected = weights * np.mean(slopes, axis=0) / temperature
+    ours = kg.ops.gumbel_sigmoid(logits, temperature, estimator=estimator, seed=8)
+    np.testing.assert_array_equal(testing.to_numpy(ours), sample)
+    np.testing.assert_allclose(
+        testing.gradient(loss, logits), expected, rtol=1e-5, atol=1e-6
+    )
+
+
+def largest_memory(function, x):
+    """Bytes of memory that `function(x)` (forward and backward) needs, as each
+    backend can tell without timing or sampling the process.
+
+    JAX: the scratch memory XLA's compiled program allocates
+    (`memory_analysis().temp_size_in_bytes`), its peak by construction.
+    TensorFlow: the largest tensor in the XLA program of the compiled
+    function (`experimental_get_compiler_ir`, loop bodies included); peak
+    memory grows with it when a computation is materialised. PyTorch: the
+    largest tensor any operation creates while the function runs
+    (`TorchDispatchMode`). All three depend only on the program, not on load.
+    """
+    if keras.backend.backend() == "jax":
+        import jax
+
+        compiled = jax.jit(function).lower(x).compile()
+        return compiled.memory_analysis().temp_size_in_bytes
+    if keras.backend.backend() == "tensorflow":
+        import re
+
+        import tensorflow as tf
+
+        compiled = tf.function(function, jit_compile=True)
+        hlo = compiled.experimental_get_compiler_ir(x)(stage="hlo")
+        sizes = {"f32": 4, "f64": 8, "s32": 4, "u32": 4, "s64": 8, "u64": 8}
+        largest = 0
+        for dtype, dims in re.findall(r"\b(f32|f64|[su]32|[su]64)\[([\d,]*)\]", hlo):
+            elements = int(np.prod([int(size) for size in dims.split(",") if size]))
+            largest = max(largest, elements * sizes[dtype])
+        return largest
+    import torch
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Largest(TorchDispatchMode):
+        bytes = 0
+
+        def __torch_dispatch__(self, operation, types, args=(), kwargs=None):
+            result = operation(*args, **(kwargs or {}))
+            for value in torch.utils._pytree.tree_leaves(result):
+                if isinstance(value, torch.Tensor):
+                    size = value.untyped_storage().nbytes()
+                    Largest.bytes = max(Largest.bytes, size)
+            return result
+
+    with Largest():
+        function(x)
+    return Largest.bytes
+
+
+def test_gumbel_rao_memory_does_not_grow_with_draws():
+    # Forward and backward of a [64, 32] sample (8 KiB of float32 logits)
+    # with K = 10 and K = 200 draws: the measure of `largest_memory` is the
+    # same for both, and a few times the logits' size, where materialising the
+    # draws (`[K, 64, 32]`) would need 10 and 200 times it.
+    logits = np.random.default_rng(9).normal(size=(64, 32)).astype("float32")
+    weights = ops.convert_to_tensor(loss_weights(logits.shape))
+
+    def memory(draws):
+        estimator = kg.estimators.GumbelRao(draws=draws)
+
+        def loss(x):
+            sample = kg.ops.gumbel_softmax(x, 0.5, estimator=estimator, seed=1)
+            return ops.sum(ops.multiply(sample, weights))
+
+        def forward_backward(x):
+            if keras.backend.backend() == "jax":
+                import jax
+
+                return jax.grad(loss)(x)
+            if keras.backend.backend() == "tensorflow":
+                import tensorflow as tf
+
+                with tf.GradientTape() as tape:
+                    tape.watch(x)
+                    value = loss(x)
+                return tape.gradient(value, x)
+            x = x.detach().requires_grad_(True)
+            loss(x).backward()
+            return x.grad
+
+        return largest_memory(forward_backward, ops.convert_to_tensor(logits))
+
+    few, many = memory(10), memory(200)
+    assert few == many, (few, many)
+    assert few <= 10 * logits.nbytes, few
+
+
 @pytest.mark.parametrize("estimator", NEW_ESTIMATORS)
 def test_forward_is_exact_categorical_sample(estimator):
     # The forward value is an exact one-hot draw from Categorical(softmax(logits)):
@@ -514,6 +756,7 @@ def estimator_value_and_grad(estimator, mask, weights):
 # miscompiled the conditional noise and the gradient, kept as a regression case.
 JIT_CASES = [(estimator, (16, 5)) for estimator in ESTIMATORS] + [
     (kg.estimators.GST(gap=2.0), (16, 5)),
+    (kg.estimators.StraightThrough(forward_temperature=0.5), (16, 5)),
     ("gumbel_rao", (2000, 3, 2)),
 ]
 
@@ -547,7 +790,12 @@ def test_jit_compile_matches_eager(estimator, shape):
 
 @pytest.mark.parametrize(
     "estimator",
-    NEW_ESTIMATORS + (kg.estimators.GumbelRao(draws=4), kg.estimators.GST(gap=0.5)),
+    NEW_ESTIMATORS
+    + (
+        kg.estimators.GumbelRao(draws=4),
+        kg.estimators.GST(gap=0.5),
+        kg.estimators.StraightThrough(forward_temperature=2.0),
+    ),
 )
 def test_layer(estimator):
     layer = kg.GumbelSoftmax(temperature=1.0, estimator=estimator, seed=3)
@@ -623,6 +871,84 @@ def test_gumbel_rao_int_seed_reproducible_and_fresh_per_generator():
     assert np.any(draws[0] != draws[1])
 
 
+DECOUPLED_TEMPERATURES = [(2.0, 0.5), (0.5, 1.0)]  # (forward, backward)
+
+
+@pytest.mark.parametrize("forward, backward", DECOUPLED_TEMPERATURES)
+def test_decoupled_straight_through_forward_samples_the_tempered_distribution(
+    forward, backward
+):
+    # The forward temperature tempers the sampled distribution: one-hot draws
+    # from Categorical(softmax(logits / forward)). Chi-square goodness of fit
+    # on N = 100,000 draws, rejected below p = 1e-4.
+    samples = 100_000
+    logits = np.tile(LOGITS_4.astype("float32"), (samples, 1))
+    estimator = kg.estimators.StraightThrough(forward_temperature=forward)
+    y = testing.to_numpy(
+        kg.ops.gumbel_softmax(logits, backward, estimator=estimator, seed=12)
+    )
+    testing.assert_exact_one_hot(y)
+    expected = samples * testing.softmax(LOGITS_4 / forward)
+    assert stats.chisquare(y.sum(axis=0), expected).pvalue > 1e-4
+
+
+@pytest.mark.parametrize("loss_name, seed", [("quadratic", 13), ("cubic", 14)])
+@pytest.mark.parametrize("forward, backward", DECOUPLED_TEMPERATURES)
+def test_decoupled_straight_through_bernoulli_mean_gradient(
+    forward, backward, loss_name, seed
+):
+    # z ~ Bernoulli(sigmoid(theta / forward)) as 2-category logits [theta, 0];
+    # the gradient is f'(z) y (1 - y) / (backward * forward), y = sigmoid((theta
+    # / forward + L) / backward): straight-through's expectation at theta /
+    # forward and temperature backward (quadrature over L), times 1 / forward.
+    # N = 50,000 per theta, 4 sigma.
+    # Both forms: two categories, and the binary form (gumbel_sigmoid).
+    estimator = kg.estimators.StraightThrough(forward_temperature=forward)
+    expected = np.array(
+        [
+            binary_noise_expectation(theta / forward, backward, loss_name, False)
+            / forward
+            for theta in THETAS
+        ]
+    )
+    grads = binary_gradients(estimator, backward, loss_name, BINARY_SAMPLES, seed)
+    assert_mean_matches(grads, expected)
+    loss = BINARY_LOSSES[loss_name][0]
+
+    def total_loss(theta):
+        sample = kg.ops.gumbel_sigmoid(
+            theta, backward, estimator=estimator, seed=seed + 100
+        )
+        return ops.sum(loss(sample))
+
+    theta = np.tile(THETAS.astype("float32"), (BINARY_SAMPLES, 1))
+    grads = testing.gradient(total_loss, theta).astype("float64")
+    assert_mean_matches(grads, expected)
+
+
+def test_decoupled_straight_through_is_straight_through_on_tempered_logits():
+    # The same noise, sample and gradient as straight-through on logits /
+    # forward, with the chain rule's 1 / forward; and forward = 1 is
+    # straight-through itself. Bit for bit: dividing by 2 is exact, so it
+    # commutes with the rounding of every shift and sum.
+    logits = np.random.default_rng(15).normal(size=(32, 5)).astype("float32") * 3
+    forward, backward = 2.0, 0.7
+    decoupled = kg.estimators.StraightThrough(forward_temperature=forward)
+    sample, grad = value_and_gradient(decoupled, logits, backward, seed=16)
+    plain_sample, plain_grad = value_and_gradient(
+        "straight_through", logits / forward, backward, seed=16
+    )
+    np.testing.assert_array_equal(sample, plain_sample)
+    np.testing.assert_array_equal(grad, plain_grad / forward)
+    unit = kg.estimators.StraightThrough()
+    for got, want in zip(
+        value_and_gradient(unit, logits, backward, seed=17),
+        value_and_gradient("straight_through", logits, backward, seed=17),
+        strict=True,
+    ):
+        np.testing.assert_array_equal(got, want)
+
+
 @pytest.mark.parametrize("make", [kg.ops.gumbel_softmax, "layer"])
 def test_bad_inputs(make):
     logits = np.zeros((2, 3), "float32")
@@ -656,6 +982,25 @@ def test_bad_inputs(make):
 def test_bad_draws(draws, error):
     with pytest.raises(error, match=rf"`draws`.*Received: draws={draws!r}"):
         kg.estimators.GumbelRao(draws=draws)
+
+
+@pytest.mark.parametrize(
+    "value, error",
+    [
+        (0.0, ValueError),
+        (-2.0, ValueError),
+        (float("inf"), ValueError),
+        ("2", TypeError),
+        (np.array([1.0, 2.0]), TypeError),
+    ],
+)
+def test_bad_forward_temperature(value, error):
+    testing.assert_error(
+        error,
+        lambda: kg.estimators.StraightThrough(forward_temperature=value),
+        "forward_temperature",
+        f"Received: forward_temperature={value!r}",
+    )
 
 
 @pytest.mark.parametrize(

@@ -145,6 +145,59 @@ def test_traced_function_draws_fresh_noise_every_call(jit_compile, use_generator
     assert not np.array_equal(first, second)
 
 
+def test_stream_draws_share_no_numbers():
+    # Gumbel-Rao draws its sample and its K conditional noises as draws 0..K
+    # of one stream. No two draws of a key, nor of the keys of two
+    # consecutive calls with one generator (states differing in one word),
+    # may repeat numbers: 2 keys x 11 draws of 2,000 uniforms, whose values lie
+    # on a grid of at least 2**23 points, so two independent draws share
+    # about 2000**2 / 2**23 < 0.5 values; a reused draw would share 2,000.
+    generator = keras.random.SeedGenerator(4)
+    draws = [
+        testing.to_numpy(kg.random.stream_uniform((2000,), key, index))
+        for key in (kg.random.stream_key(generator), kg.random.stream_key(generator))
+        for index in range(11)
+    ]
+    for first in range(len(draws)):
+        for second in range(first):
+            shared = np.intersect1d(draws[first], draws[second]).size
+            assert shared <= 10, (first, second, shared)
+    for draw in draws:
+        assert draw.min() >= np.finfo("float32").tiny and draw.max() < 1.0
+    # Uniform: a Kolmogorov-Smirnov test of all 44,000 numbers at p = 1e-4.
+    assert stats.kstest(np.concatenate(draws), "uniform").pvalue > 1e-4
+
+
+def test_stream_key_from_an_int_seed_is_reproducible():
+    first = kg.random.stream_uniform((64,), kg.random.stream_key(7), 3)
+    second = kg.random.stream_uniform((64,), kg.random.stream_key(7), 3)
+    np.testing.assert_array_equal(testing.to_numpy(first), testing.to_numpy(second))
+
+
+@pytest.mark.skipif(
+    not testing.CAN_JIT_COMPILE, reason="PyTorch runs the loop eagerly, in Python"
+)
+def test_stream_draws_in_a_compiled_loop_are_the_eager_draws():
+    # Gumbel-Rao's backward pass draws inside `fori_loop`, with a loop counter
+    # as the index: compiled (XLA) it must draw the numbers it draws eagerly,
+    # or a compiled train step would not compute the eager gradient.
+    key = kg.random.stream_key(9)
+
+    def total(key):
+        def body(index, running):
+            return running + kg.random.stream_uniform((8,), key, index + 1)
+
+        return (keras.ops.fori_loop(0, 3, body, keras.ops.zeros((8,))),)
+
+    (compiled,), (eager,) = testing.compiled_and_eager(total, key)
+    expected = sum(
+        testing.to_numpy(kg.random.stream_uniform((8,), key, index))
+        for index in (1, 2, 3)
+    )
+    np.testing.assert_allclose(compiled, expected, rtol=1e-6)
+    np.testing.assert_allclose(eager, expected, rtol=1e-6)
+
+
 @pytest.mark.parametrize("seed", [1.5, "0", True, [1, 2], np.float32(3.0)])
 def test_bad_seed_type_is_rejected(seed):
     with pytest.raises(TypeError, match=re.escape(f"Received: seed={seed!r}")) as info:

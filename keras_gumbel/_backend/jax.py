@@ -1,11 +1,11 @@
-"""JAX paths: a float64 argmax, and a softmax VJP that XLA compiles right."""
+"""JAX paths: a float64 argmax, a softmax VJP that XLA compiles right, keyed draws."""
 
 import keras
 from keras import ops
 
 from keras_gumbel._backend import portable
 
-__all__ = ["argmax", "softmax_vjp", "softmax_vjp_scores"]
+__all__ = ["argmax", "softmax_vjp", "softmax_vjp_scores", "stream_uniform"]
 
 
 def argmax(scores):
@@ -38,3 +38,13 @@ def softmax_vjp(probs, upstream):
 def softmax_vjp_scores(probs, upstream, temperature):
     """The VJP with respect to the scores, from the expanded form."""
     return softmax_vjp(probs, upstream) / temperature
+
+
+def stream_uniform(shape, dtype, key, index):
+    """A draw from `jax.random.fold_in(key, index)`, which takes a traced index
+    (a `fori_loop` counter); Keras passes a JAX key through as the seed."""
+    import jax
+    import jax.numpy as jnp
+
+    folded = jax.random.fold_in(jnp.asarray(key, jnp.uint32), index)
+    return portable.uniform(shape, dtype, folded)

@@ -21,6 +21,8 @@ __all__ = [
     "shift_rows",
     "softmax_vjp",
     "softmax_vjp_scores",
+    "stream_key",
+    "stream_uniform",
     "temperature_needs_gradient",
     "uniform",
 ]
@@ -41,6 +43,52 @@ def uniform(shape, dtype, seed):
         with SEED_LOCK:
             draw = keras.random.uniform(shape, dtype=dtype, seed=seed)
     return ops.maximum(draw, np.finfo(dtype).tiny)
+
+
+def stream_key(seed):
+    """A key for a stream of independent draws, from a checked `seed`.
+
+    It takes one step of a `SeedGenerator` (the global one for None), as a
+    draw does; an int seed gives the same key on every call.
+    """
+    if isinstance(seed, int):
+        return keras.random.randint((2,), 0, 2**31 - 1, dtype="int32", seed=seed)
+    with SEED_LOCK:
+        return keras.random.randint((2,), 0, 2**31 - 1, dtype="int32", seed=seed)
+
+
+def stream_uniform(shape, dtype, key, index):
+    """Draw number `index` of the stream `key`: `U[tiny, 1)` of `dtype`.
+
+    Draws of one key with different indices are independent, and no two keys
+    share a draw. Here the key and the index must be concrete (eager
+    backends); the backends that trace loops have their own form.
+    """
+    first, second = (int(word) for word in ops.convert_to_numpy(key))
+    return uniform(shape, dtype, stream_seed(first, second, int(index)) & 0x7FFFFFFF)
+
+
+def stream_seed(first, second, index):
+    """A 64-bit seed for draw `index` of the key with 32-bit words `first`, `second`.
+
+    SplitMix64's finaliser (Steele et al., 2014) over the two words, and again
+    over that plus the index: the draws of one key, and those of keys that
+    differ in a single word (consecutive states of a `SeedGenerator`), get
+    unrelated seeds.
+    """
+    words = ((first & 0xFFFFFFFF) << 32) | (second & 0xFFFFFFFF)
+    return splitmix64((splitmix64(words) + index) & MASK_64)
+
+
+MASK_64 = 2**64 - 1
+
+
+def splitmix64(value):
+    """SplitMix64's finaliser: a bijection of 64-bit integers that mixes every bit."""
+    value = (value + 0x9E3779B97F4A7C15) & MASK_64
+    value = ((value ^ (value >> 30)) * 0xBF58476D1CE4E5B9) & MASK_64
+    value = ((value ^ (value >> 27)) * 0x94D049BB133111EB) & MASK_64
+    return value ^ (value >> 31)
 
 
 def gumbel_from_uniform(uniforms):

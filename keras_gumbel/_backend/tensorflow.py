@@ -15,7 +15,16 @@ from keras_gumbel._backend import portable
 
 # The fast paths (the rest of `portable`'s interface is the default), and the
 # stand-in seed that export traces TFLite graphs with.
-__all__ = ["StatefulOpSeed", "argmax", "nan_where", "one_hot", "shift_rows", "uniform"]
+__all__ = [
+    "StatefulOpSeed",
+    "argmax",
+    "nan_where",
+    "one_hot",
+    "shift_rows",
+    "stream_key",
+    "stream_uniform",
+    "uniform",
+]
 
 
 class StatefulOpSeed(keras.random.SeedGenerator):
@@ -109,17 +118,22 @@ def uniform(shape, dtype, seed):
     """
     import tensorflow as tf
 
-    tiny = np.finfo(dtype).tiny
     if isinstance(seed, StatefulOpSeed):
         op_seed, op_seed2 = seed.op_seeds()
         draw = tf.raw_ops.RandomUniform(
             shape=shape, dtype=dtype, seed=op_seed, seed2=op_seed2
         )
-        return tf.maximum(draw, tiny)
+        return tf.maximum(draw, np.finfo(dtype).tiny)
+    return _philox_uniform(shape, dtype, _stateless_seed(seed))
+
+
+def _philox_uniform(shape, dtype, seed):
+    import tensorflow as tf
+
     draw = tf.random.stateless_uniform(
         shape,
-        seed=_stateless_seed(seed),
-        minval=tiny,
+        seed=seed,
+        minval=np.finfo(dtype).tiny,
         maxval=1.0,
         dtype=dtype,
         alg="philox",
@@ -132,6 +146,43 @@ def uniform(shape, dtype, seed):
         # so the values are unchanged.
         draw = draw + 0.0 * tf.reduce_min(draw)
     return draw
+
+
+def stream_key(seed):
+    """The Philox seed a draw from `seed` would use, folded in per replica."""
+    return _stateless_seed(seed)
+
+
+def stream_uniform(shape, dtype, key, index):
+    """A Philox draw from the seed `fold_in(key, index)`: the key's hash and
+    the index, so an index may be a tensor (a `tf.while_loop` counter).
+
+    The draw is made as random bits and turned into floats here: XLA turns
+    Philox bits into floats differently from TensorFlow's CPU kernel, which
+    does not show as long as seeds are constants (they are folded on the
+    host), but does for a seed computed in a loop; the bits are the same.
+    """
+    import tensorflow as tf
+
+    # Philox named: the default algorithm differs under XLA.
+    seed = tf.random.experimental.stateless_fold_in(
+        key, tf.cast(index, tf.int32), alg="philox"
+    )
+    if dtype == "float64":
+        bits_dtype, mantissa_bits, one = tf.uint64, 52, 0x3FF0000000000000
+    else:
+        bits_dtype, mantissa_bits, one = tf.uint32, 23, 0x3F800000
+    bits = tf.random.stateless_uniform(
+        shape, seed=seed, minval=None, maxval=None, dtype=bits_dtype, alg="philox"
+    )
+    # The top mantissa bits under the exponent of 1: a float in [1, 2).
+    shift = tf.constant(bits_dtype.size * 8 - mantissa_bits, bits_dtype)
+    ones = tf.bitwise.bitwise_or(
+        tf.bitwise.right_shift(bits, shift), tf.constant(one, bits_dtype)
+    )
+    # The bits are materialised as the generator's output, so the floats
+    # fuse into their consumers without recomputing Philox blocks.
+    return tf.maximum(tf.bitcast(ones, dtype) - 1.0, np.finfo(dtype).tiny)
 
 
 def argmax(scores):

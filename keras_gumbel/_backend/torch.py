@@ -18,11 +18,25 @@ __all__ = [
     "scaled_softmax",
     "shift_rows",
     "softmax_vjp_scores",
+    "stream_key",
+    "stream_uniform",
     "temperature_needs_gradient",
     "uniform",
 ]
 
-_MASK_64 = 2**64 - 1
+
+def _seed_words(seed):
+    """The two 32-bit words of a checked seed: a Keras seed state, `(seed, 0)`
+    for an int, or a fresh draw of Keras's global generator for None."""
+    if seed is None:
+        with portable.SEED_LOCK:
+            return int(keras.random.randint((), 0, 2**31 - 1, dtype="int32")), 0
+    if isinstance(seed, keras.random.SeedGenerator):
+        with portable.SEED_LOCK:
+            state = seed.next()
+        first, second = (int(word) for word in keras.ops.convert_to_numpy(state))
+        return first, second
+    return seed, 0
 
 
 def _mix_seed(seed):
@@ -34,19 +48,28 @@ def _mix_seed(seed):
     bits of its seed, so both words go through the SplitMix64 finaliser (Steele
     et al., 2014) and its low 32 bits seed it instead.
     """
-    if seed is None:
-        with portable.SEED_LOCK:
-            return int(keras.random.randint((), 0, 2**31 - 1, dtype="int32"))
-    if isinstance(seed, keras.random.SeedGenerator):
-        with portable.SEED_LOCK:
-            state = seed.next()
-        first, second = (int(word) for word in keras.ops.convert_to_numpy(state))
-    else:
-        first, second = seed, 0
-    x = (((first & 0xFFFFFFFF) << 32) | (second & 0xFFFFFFFF)) + 0x9E3779B97F4A7C15
-    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & _MASK_64
-    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & _MASK_64
-    return (x ^ (x >> 31)) & 0xFFFFFFFF
+    first, second = _seed_words(seed)
+    words = ((first & 0xFFFFFFFF) << 32) | (second & 0xFFFFFFFF)
+    return portable.splitmix64(words) & 0xFFFFFFFF
+
+
+def _device():
+    return keras.ops.convert_to_tensor(0.0).device
+
+
+def _draw(shape, dtype, torch_seed):
+    """`U[tiny, 1)` from a generator seeded with `torch_seed` (None on the meta
+    device, where generators do not exist and only shapes are inferred)."""
+    import torch
+
+    device = _device()
+    torch_dtype = getattr(torch, dtype)
+    if torch_seed is None:
+        return torch.rand(shape, dtype=torch_dtype, device=device)
+    generator = torch.Generator(device=device)
+    generator.manual_seed(torch_seed)
+    draw = torch.rand(shape, generator=generator, dtype=torch_dtype, device=device)
+    return draw.clamp_min_(np.finfo(dtype).tiny)
 
 
 def uniform(shape, dtype, seed):
@@ -55,17 +78,31 @@ def uniform(shape, dtype, seed):
     `keras.random.uniform` adds `(maxval - minval) * u + minval` and the caller a
     separate `maximum`: three passes over the draw that change nothing here.
     """
+    if _device().type == "meta":
+        return _draw(shape, dtype, None)
+    return _draw(shape, dtype, _mix_seed(seed))
+
+
+def stream_key(seed):
+    """The seed's two words, as a tensor: a stream's draws mix in their index."""
     import torch
 
-    device = keras.ops.convert_to_tensor(0.0).device
-    torch_dtype = getattr(torch, dtype)
-    if device.type == "meta":
-        # Symbolic shape inference: generators do not exist on this device.
-        return torch.rand(shape, dtype=torch_dtype, device=device)
-    generator = torch.Generator(device=device)
-    generator.manual_seed(_mix_seed(seed))
-    draw = torch.rand(shape, generator=generator, dtype=torch_dtype, device=device)
-    return draw.clamp_min_(np.finfo(dtype).tiny)
+    if _device().type == "meta":
+        return torch.zeros((2,), dtype=torch.int64)
+    return torch.tensor(_seed_words(seed), dtype=torch.int64)
+
+
+def stream_uniform(shape, dtype, key, index):
+    """Draw `index` of `key` from a generator seeded with both words and the index.
+
+    The loop over draws runs eagerly here, so the index is a Python int.
+    """
+    if _device().type == "meta":
+        return _draw(shape, dtype, None)
+    first, second = (int(word) for word in key.tolist())
+    return _draw(
+        shape, dtype, portable.stream_seed(first, second, int(index)) & 0xFFFFFFFF
+    )
 
 
 def gumbel_from_uniform(uniforms):
