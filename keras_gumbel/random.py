@@ -164,5 +164,7 @@ def stream_uniform(
     Returns:
         A tensor of shape `shape` and dtype `dtype`, strictly positive.
     """
+    if not _checks.is_tensor_like(index):
+        index = _checks.check_count(index, "index", 0)
     draw = _backend.current().stream_uniform(shape, _compute_dtype(dtype), key, index)
     return keras.ops.cast(draw, dtype)

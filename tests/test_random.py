@@ -250,3 +250,12 @@ def test_ops_share_a_generator_or_the_global_one_across_threads():
     for seed in (generator, None):
         samples = _from_threads(lambda s=seed: kg.ops.gumbel_softmax(x, seed=s))
         assert len(set(samples)) == len(samples) == 80
+
+
+@pytest.mark.parametrize(
+    "index, error", [(-1, ValueError), (1.5, TypeError), (True, TypeError)]
+)
+def test_stream_uniform_names_a_bad_index(index, error):
+    key = kg.random.stream_key(0)
+    with pytest.raises(error, match=r"index"):
+        kg.random.stream_uniform((4,), key, index)
