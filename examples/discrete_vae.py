@@ -166,8 +166,19 @@ def parse_args(argv):
     parser.add_argument(
         "--compare",
         action="store_true",
-        help="train every estimator with seeds 0, 1, 2 (or --seeds), write a "
-        "table to --results and the learning curves to --out",
+        help="train every estimator (or --estimators) with seeds 0, 1, 2 (or "
+        "--seeds), write a table to --results and the learning curves to --out; "
+        "each finished run is kept under --out/runs/ and reused by a later "
+        "--compare with the same settings, so an interrupted comparison resumes "
+        "and several processes can share one",
+    )
+    parser.add_argument(
+        "--estimators",
+        nargs="+",
+        choices=_cli.ESTIMATORS,
+        default=list(_cli.ESTIMATORS),
+        metavar="ESTIMATOR",
+        help="--compare: the estimators to train and tabulate",
     )
     parser.add_argument(
         "--results",
@@ -680,21 +691,37 @@ def compare(args, data):
     seeds = COMPARE_SEEDS if args.seeds is None else tuple(range(args.seeds))
     bound_images = min(TRACKED_IMAGES, len(data[1]))
     results, curves, bounds = {}, {}, {}
-    for estimator in kg.ESTIMATORS:
+    out = pathlib.Path(args.out)
+    for estimator in args.estimators:
         for seed in seeds:
             run_args = argparse.Namespace(**{**vars(args), "estimator": estimator})
-            print(f"--compare: estimator={estimator} seed={seed}", flush=True)
-            _, _, held_out, metrics = train(
-                run_args, data, seed, verbose=2, bound_images=bound_images
-            )
-            curves.setdefault(estimator, []).append(held_out.values)
-            bounds.setdefault(estimator, []).append(held_out.bounds)
+            path = run_record_path(out, run_args, seed)
+            run = read_run_record(path, run_args, seed)
+            if run is None:
+                print(f"--compare: estimator={estimator} seed={seed}", flush=True)
+                _, _, held_out, metrics = train(
+                    run_args, data, seed, verbose=2, bound_images=bound_images
+                )
+                run = {
+                    **metrics,
+                    "held_out_elbo": [float(v) for v in held_out.values],
+                    "tracked_bound": [float(v) for v in held_out.bounds],
+                }
+                write_run_record(path, run_args, seed, run)
+            else:
+                print(
+                    f"--compare: estimator={estimator} seed={seed}: "
+                    f"reusing the finished run in {path}",
+                    flush=True,
+                )
+            curves.setdefault(estimator, []).append(run["held_out_elbo"])
+            bounds.setdefault(estimator, []).append(run["tracked_bound"])
             print(
-                f"  negative ELBO {metrics['negative_elbo']:.2f}, IW bound "
-                f"{metrics['iw_bound']:.2f}, {metrics['seconds']:.0f} s",
+                f"  negative ELBO {run['negative_elbo']:.2f}, IW bound "
+                f"{run['iw_bound']:.2f}, {run['seconds']:.0f} s",
                 flush=True,
             )
-            results.setdefault(estimator, []).append(metrics)
+            results.setdefault(estimator, []).append(run)
 
     def mean_std(values):
         return f"{np.mean(values):.1f} ± {np.std(values, ddof=1):.1f}"
@@ -749,7 +776,6 @@ def compare(args, data):
         "\n".join(table),
         *results_markers(args.latent, args.dataset),
     )
-    out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     # Everything the table and the figure come from, to study without rerunning.
     record = {
@@ -759,18 +785,7 @@ def compare(args, data):
             "importance_samples": TRACKED_IMPORTANCE_SAMPLES,
             "images": bound_images,
         },
-        "runs": {
-            estimator: [
-                {**metrics, "held_out_elbo": elbo, "tracked_bound": bound}
-                for metrics, elbo, bound in zip(
-                    results[estimator],
-                    curves[estimator],
-                    bounds[estimator],
-                    strict=True,
-                )
-            ]
-            for estimator in results
-        },
+        "runs": results,
     }
     record_path = out / f"compare_{args.latent}.json"
     record_path.write_text(json.dumps(record, indent=1))
@@ -783,6 +798,64 @@ def compare(args, data):
         args,
         out / f"compare_{args.latent}_curves.png",
     )
+
+
+# The flags that change what a run trains or measures; a record made with other
+# values of any of them is not reused.
+RUN_SETTINGS = (
+    "latent",
+    "latents",
+    "classes",
+    "dataset",
+    "binarization",
+    "epochs",
+    "batch_size",
+    "learning_rate",
+    "schedule",
+    "temperature",
+    "min_temperature",
+    "eval_samples",
+    "importance_samples",
+    "estimator",
+)
+
+
+def run_settings(args, seed):
+    """What a `--compare` run depends on: its flags, seed, backend and the
+    tracked bound's size."""
+    return {
+        **{name: getattr(args, name) for name in RUN_SETTINGS},
+        "seed": seed,
+        "backend": keras.backend.backend(),
+        "tracked_importance_samples": TRACKED_IMPORTANCE_SAMPLES,
+        "tracked_images": TRACKED_IMAGES,
+    }
+
+
+def run_record_path(out, args, seed):
+    name = f"{args.latent}-{args.dataset}-{args.estimator}-seed{seed}.json"
+    return pathlib.Path(out) / "runs" / name
+
+
+def read_run_record(path, args, seed):
+    """The metrics and curves of a finished run with these settings, or None
+    (no record, or one made with other settings, which is then retrained)."""
+    if not path.exists():
+        return None
+    record = json.loads(path.read_text())
+    if record.get("settings") != run_settings(args, seed):
+        print(f"--compare: {path} was made with other settings; retraining.")
+        return None
+    return record["run"]
+
+
+def write_run_record(path, args, seed, run):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # Written whole under another name, then renamed: a run stopped while
+    # writing leaves no half record that a later --compare would trust.
+    partial = path.with_suffix(".partial")
+    partial.write_text(json.dumps({"settings": run_settings(args, seed), "run": run}))
+    partial.replace(path)
 
 
 def final_ranking(curves):

@@ -128,8 +128,8 @@ def test_discrete_vae_dynamic_binarization_draws_each_batch_afresh(discrete_vae)
 
 def test_discrete_vae_dynamic_run_and_compare_curves(tmp_path, monkeypatch, capsys):
     example = load_example("discrete_vae")
-    monkeypatch.setattr(example.kg, "ESTIMATORS", ("gumbel_softmax", "gst"))
     flags = "--compare --dataset=digits --epochs=2 --latents=2 --seeds=2"
+    flags += " --estimators gumbel_softmax gst"
     flags += " --binarization=dynamic --schedule=jang --importance-samples=2"
     results = tmp_path / "results.md"
     example.main([*flags.split(), f"--results={results}", f"--out={tmp_path}"])
@@ -221,11 +221,11 @@ def test_discrete_vae_compare_writes_table_between_markers(tmp_path, monkeypatch
     results = tmp_path / "results.md"
     blocks = results_file(example, results)
     # One estimator and two seeds keep the test fast; the table logic is the same.
-    monkeypatch.setattr(example.kg, "ESTIMATORS", ("straight_through",))
     monkeypatch.setattr(example, "COMPARE_SEEDS", (0, 1))
     example.main(
         [
             "--compare",
+            "--estimators=straight_through",
             "--dataset=digits",
             "--epochs=1",
             "--latents=2",
@@ -280,6 +280,42 @@ def test_discrete_vae_bernoulli_compare_writes_its_own_table(tmp_path, monkeypat
     # Seeds 0, 1, 2: mean 111 and 102, sample standard deviations 1 and 2.
     for estimator in example.kg.ESTIMATORS:
         assert f"| `{estimator}` | 0.50 | 111.0 ± 1.0 | 102.0 ± 2.0 | 3 |" in table
+
+
+def test_discrete_vae_compare_resumes_from_finished_runs(tmp_path, monkeypatch):
+    example = load_example("discrete_vae")
+    trained = []
+
+    def train(args, data, seed, verbose, bound_images):
+        trained.append((args.estimator, seed, args.epochs))
+        metrics = {"negative_elbo": 110.0 + seed, "iw_bound": 100.0 + seed}
+        curves = types.SimpleNamespace(values=[120.0, 110.0], bounds=[115.0, 100.0])
+        return None, None, curves, {**metrics, "final_temperature": 0.5, "seconds": 3}
+
+    monkeypatch.setattr(example, "train", train)
+    results = tmp_path / "results.md"
+    results_file(example, results)
+    flags = ["--compare", "--dataset=digits", "--seeds=2", f"--out={tmp_path}"]
+    flags.append(f"--results={results}")
+    # Two processes sharing the work: each trains its own estimators.
+    example.main([*flags, "--estimators", "gumbel_softmax"])
+    example.main([*flags, "--estimators", "gst"])
+    assert trained == [("gumbel_softmax", 0, 50), ("gumbel_softmax", 1, 50)] + [
+        ("gst", 0, 50),
+        ("gst", 1, 50),
+    ]
+    # The whole comparison then trains nothing it has, and tabulates all four.
+    trained.clear()
+    example.main([*flags, "--estimators", "gumbel_softmax", "gst"])
+    assert trained == []
+    text = results.read_text()
+    for estimator in ("gumbel_softmax", "gst"):
+        assert f"| `{estimator}` | 0.50 | 110.5 ± 0.7 | 100.5 ± 0.7 | 3 |" in text
+    # Other settings are another run: a record of 50 epochs is not one of 2.
+    example.main([*flags, "--estimators", "gst", "--epochs=2"])
+    assert trained == [("gst", 0, 2), ("gst", 1, 2)]
+    # Records are written under a temporary name, then renamed: none is left.
+    assert not list((tmp_path / "runs").glob("*.partial"))
 
 
 @pytest.fixture(scope="module")
