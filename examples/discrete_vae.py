@@ -33,6 +33,7 @@ estimator with three seeds and writes a results table, one per `--latent` family
 import argparse
 import json
 import math
+import os
 import pathlib
 import sys
 import time
@@ -169,8 +170,9 @@ def parse_args(argv):
         help="train every estimator (or --estimators) with seeds 0, 1, 2 (or "
         "--seeds), write a table to --results and the learning curves to --out; "
         "each finished run is kept under --out/runs/ and reused by a later "
-        "--compare with the same settings, so an interrupted comparison resumes "
-        "and several processes can share one",
+        "--compare with the same settings, so an interrupted comparison resumes, "
+        "and processes on one machine started with the same --out share the "
+        "runs between them",
     )
     parser.add_argument(
         "--estimators",
@@ -690,38 +692,58 @@ def export(model, out):
 def compare(args, data):
     seeds = COMPARE_SEEDS if args.seeds is None else tuple(range(args.seeds))
     bound_images = min(TRACKED_IMAGES, len(data[1]))
-    results, curves, bounds = {}, {}, {}
     out = pathlib.Path(args.out)
-    for estimator in args.estimators:
-        for seed in seeds:
+    pending = [(estimator, seed) for estimator in args.estimators for seed in seeds]
+    finished = {}
+    # Runs another process is training are left for later; when only those
+    # remain, wait for their records (or train a run whose process died).
+    while pending:
+        deferred = []
+        for estimator, seed in pending:
             run_args = argparse.Namespace(**{**vars(args), "estimator": estimator})
             path = run_record_path(out, run_args, seed)
             run = read_run_record(path, run_args, seed)
-            if run is None:
-                print(f"--compare: estimator={estimator} seed={seed}", flush=True)
-                _, _, held_out, metrics = train(
-                    run_args, data, seed, verbose=2, bound_images=bound_images
-                )
-                run = {
-                    **metrics,
-                    "held_out_elbo": [float(v) for v in held_out.values],
-                    "tracked_bound": [float(v) for v in held_out.bounds],
-                }
-                write_run_record(path, run_args, seed, run)
-            else:
+            if run is not None:
                 print(
                     f"--compare: estimator={estimator} seed={seed}: "
-                    f"reusing the finished run in {path}",
+                    f"the finished run in {path}",
                     flush=True,
                 )
-            curves.setdefault(estimator, []).append(run["held_out_elbo"])
-            bounds.setdefault(estimator, []).append(run["tracked_bound"])
+            elif claim_run(path):
+                print(f"--compare: estimator={estimator} seed={seed}", flush=True)
+                try:
+                    _, _, held_out, metrics = train(
+                        run_args, data, seed, verbose=2, bound_images=bound_images
+                    )
+                    run = {
+                        **metrics,
+                        "held_out_elbo": [float(v) for v in held_out.values],
+                        "tracked_bound": [float(v) for v in held_out.bounds],
+                    }
+                    write_run_record(path, run_args, seed, run)
+                finally:
+                    path.with_suffix(".claim").unlink(missing_ok=True)
+            else:
+                deferred.append((estimator, seed))
+                continue
             print(
                 f"  negative ELBO {run['negative_elbo']:.2f}, IW bound "
                 f"{run['iw_bound']:.2f}, {run['seconds']:.0f} s",
                 flush=True,
             )
+            finished[(estimator, seed)] = run
+        if deferred and len(deferred) == len(pending):
+            names = ", ".join(f"{e} seed {s}" for e, s in deferred)
+            print(f"--compare: waiting for other processes to finish {names}")
+            time.sleep(CLAIM_POLL_SECONDS)
+        pending = deferred
+    results, curves, bounds = {}, {}, {}
+    for estimator in args.estimators:
+        for seed in seeds:
+            run = finished[(estimator, seed)]
             results.setdefault(estimator, []).append(run)
+            curves.setdefault(estimator, []).append(run["held_out_elbo"])
+            bounds.setdefault(estimator, []).append(run["tracked_bound"])
 
     def mean_std(values):
         return f"{np.mean(values):.1f} ± {np.std(values, ddof=1):.1f}"
@@ -847,6 +869,41 @@ def read_run_record(path, args, seed):
         print(f"--compare: {path} was made with other settings; retraining.")
         return None
     return record["run"]
+
+
+CLAIM_POLL_SECONDS = 30
+
+
+def claim_run(path):
+    """Whether this process may train the run recorded at `path`: True once it
+    holds the run's claim file, False while a live process on this machine
+    holds it. A claim left by a process that died is taken over."""
+    claim = path.with_suffix(".claim")
+    claim.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        descriptor = os.open(claim, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+    except FileExistsError:
+        try:
+            holder = int(claim.read_text())
+        except (ValueError, FileNotFoundError):
+            return False  # being written, or just released: look again later
+        if process_alive(holder):
+            return False
+        claim.unlink(missing_ok=True)
+        return claim_run(path)
+    with os.fdopen(descriptor, "w") as file:
+        file.write(str(os.getpid()))
+    return True
+
+
+def process_alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # alive, another user's
+    return True
 
 
 def write_run_record(path, args, seed, run):

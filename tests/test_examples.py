@@ -7,6 +7,7 @@ in range, the promised pictures (and SavedModels) are written, and a bad flag
 stops with argparse's usage error naming the flag.
 """
 
+import argparse
 import importlib.util
 import itertools
 import json
@@ -316,6 +317,61 @@ def test_discrete_vae_compare_resumes_from_finished_runs(tmp_path, monkeypatch):
     assert trained == [("gst", 0, 2), ("gst", 1, 2)]
     # Records are written under a temporary name, then renamed: none is left.
     assert not list((tmp_path / "runs").glob("*.partial"))
+
+
+def test_discrete_vae_compare_shares_runs_between_processes(tmp_path, monkeypatch):
+    example = load_example("discrete_vae")
+    trained = []
+
+    def train(args, data, seed, verbose, bound_images):
+        trained.append((args.estimator, seed))
+        metrics = {"negative_elbo": 110.0 + seed, "iw_bound": 100.0 + seed}
+        curves = types.SimpleNamespace(values=[120.0, 110.0], bounds=[115.0, 100.0])
+        return None, None, curves, {**metrics, "final_temperature": 0.5, "seconds": 3}
+
+    monkeypatch.setattr(example, "train", train)
+    args = example.parse_args(["--compare", "--dataset=digits", f"--out={tmp_path}"])
+    run_args = argparse.Namespace(**{**vars(args), "estimator": "gst"})
+    busy = example.run_record_path(tmp_path, run_args, 0)
+    died = example.run_record_path(tmp_path, run_args, 1)
+    busy.parent.mkdir(parents=True)
+    # gst seed 0 is being trained by a live process; gst seed 1 was claimed by
+    # one that died.
+    with subprocess.Popen([sys.executable, "-c", "pass"]) as finished_process:
+        finished_process.wait()
+    died.with_suffix(".claim").write_text(str(finished_process.pid))
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    busy.with_suffix(".claim").write_text(str(live.pid))
+
+    def other_process_finishes(seconds):
+        # While this process waits, the live one writes its record and exits.
+        assert trained == [("gst", 1)]
+        example.write_run_record(
+            busy,
+            run_args,
+            0,
+            {
+                "negative_elbo": 105.0,
+                "iw_bound": 95.0,
+                "final_temperature": 0.5,
+                "seconds": 3,
+                "held_out_elbo": [120.0, 110.0],
+                "tracked_bound": [115.0, 100.0],
+            },
+        )
+        busy.with_suffix(".claim").unlink()
+        live.kill()
+        live.wait()
+
+    monkeypatch.setattr(example.time, "sleep", other_process_finishes)
+    results = tmp_path / "results.md"
+    results_file(example, results)
+    flags = ["--compare", "--dataset=digits", "--seeds=2", "--estimators=gst"]
+    example.main([*flags, f"--out={tmp_path}", f"--results={results}"])
+    # The dead process's run was taken over, the live one's was waited for.
+    assert trained == [("gst", 1)]
+    assert "| `gst` | 0.50 | 108.0 ± 4.2 | 98.0 ± 4.2 | 3 |" in results.read_text()
+    assert not list((tmp_path / "runs").glob("*.claim"))
 
 
 @pytest.fixture(scope="module")
