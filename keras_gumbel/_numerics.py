@@ -18,9 +18,11 @@ from keras_gumbel import _backend
 from keras_gumbel._typing import TensorLike
 
 __all__ = [
+    "all_finite",
     "allowed",
     "finite_temperature",
     "nan_where",
+    "ordinary_temperature",
     "shift_logits",
     "argmax",
     "masked_scores",
@@ -83,6 +85,22 @@ def shift_logits(
 def nan_where(invalid: TensorLike, values: TensorLike) -> TensorLike:
     """`values` with NaN wherever the broadcast `invalid` is True."""
     return _backend.current().nan_where(invalid, values)
+
+
+def all_finite(values: TensorLike) -> bool:
+    """Whether every value is known to be finite; only eager PyTorch can tell
+    (one read of a boolean), elsewhere False."""
+    return _backend.current().all_finite(values)
+
+
+def ordinary_temperature(temperature: TensorLike, minimum: float | None) -> bool:
+    """Whether `temperature` is known to need none of the policy for extreme
+    temperatures: every value at least `minimum` and within
+    `[tiny, 1 / tiny]`, where the policy changes nothing. Only eager PyTorch
+    can tell (one read of a boolean from the tensors); elsewhere the values
+    are not known when the function is traced, and this is False.
+    """
+    return _backend.current().ordinary_temperature(temperature, minimum)
 
 
 def finite_temperature(temperature: TensorLike) -> TensorLike:

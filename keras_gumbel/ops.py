@@ -218,8 +218,15 @@ def _on_category_axis(
     work_logits = _to_last(ops.cast(logits, work_dtype), axis, rank)
     if mask is not None:
         mask = _to_last(mask, axis, rank)
+    # A Python float was checked already, against the estimator's minimum too;
+    # so is a tensor whose value eager PyTorch reads as an ordinary one.
+    checked = temperature is None or isinstance(temperature, float)
+    work_temperature = None
+    if not checked:
+        work_temperature = _temperature_tensor(temperature, work_dtype)
+        checked = _numerics.ordinary_temperature(work_temperature, minimum)
     # +inf logits win even at a temperature of +inf: certainty is kept.
-    if temperature is not None and not isinstance(temperature, float):
+    if not checked:
         decided = ops.any(
             _numerics.masked_scores(work_logits, None, mask) == float("inf"),
             axis=-1,
@@ -232,17 +239,14 @@ def _on_category_axis(
         # round away ([1e9, 0, 10]).
         work_logits = _numerics.masked_scores(work_logits, None, mask)
         invalid = ops.any(ops.isnan(work_logits), axis=-1, keepdims=True)
-    work_temperature = None
     if temperature is not None:
         batch_shape = tuple(logits.shape[:axis]) + tuple(logits.shape[axis + 1 :])
+        if work_temperature is None:
+            work_temperature = _temperature_tensor(temperature, work_dtype)
         work_temperature = _per_row(
-            _temperature_tensor(temperature, work_dtype),
-            batch_shape,
-            rank - 1,
-            tuple(logits.shape),
+            work_temperature, batch_shape, rank - 1, tuple(logits.shape)
         )
-        # A Python float was checked already, against the estimator's minimum too.
-        if not isinstance(temperature, float):
+        if not checked:
             valid = work_temperature >= (minimum or 0.0)
             invalid = invalid | ~valid
             # The limit at +inf is the uniform distribution over the allowed
@@ -845,34 +849,44 @@ def _elementwise(function, logits, temperature, mask=None, minimum=None, name="l
     dtype = logits.dtype
     work_dtype = _numerics.working_dtype(dtype)
     work_logits = ops.cast(logits, work_dtype)
-    invalid = ops.isnan(work_logits)
-    largest = float(np.finfo(work_dtype).max)
-    work_logits = _numerics.clamp(
-        ops.where(invalid, ops.zeros_like(work_logits), work_logits), -largest, largest
-    )
+    # None: no element is invalid (eager PyTorch read that every logit is finite).
+    invalid = None
+    if not _numerics.all_finite(work_logits):
+        invalid = ops.isnan(work_logits)
+        largest = float(np.finfo(work_dtype).max)
+        work_logits = _numerics.clamp(
+            ops.where(invalid, ops.zeros_like(work_logits), work_logits),
+            -largest,
+            largest,
+        )
     if mask is not None:
         mask = _prepare_binary_mask(mask, logits)
         # Masked logits may be anything, NaN included: they are read as 0.
         work_logits = ops.where(mask, work_logits, ops.zeros_like(work_logits))
-        invalid = invalid & mask
+        if invalid is not None:
+            invalid = invalid & mask
     work_temperature = None
     if temperature is not None:
-        work_temperature = _per_row(
-            _temperature_tensor(temperature, work_dtype),
-            tuple(logits.shape),
-            None,
-            tuple(logits.shape),
+        work_temperature = _temperature_tensor(temperature, work_dtype)
+        # A Python float was checked already; so is a tensor whose value eager
+        # PyTorch reads as an ordinary one.
+        checked = isinstance(temperature, float) or _numerics.ordinary_temperature(
+            work_temperature, minimum
         )
-        if not isinstance(temperature, float):
+        work_temperature = _per_row(
+            work_temperature, tuple(logits.shape), None, tuple(logits.shape)
+        )
+        if not checked:
             valid = work_temperature >= (minimum or 0.0)
-            invalid = invalid | ~valid
+            invalid = ~valid if invalid is None else invalid | ~valid
             work_temperature = _numerics.finite_temperature(
                 ops.where(valid, work_temperature, ops.ones_like(work_temperature))
             )
     result = function(work_logits, work_temperature)
     if mask is not None:
         result = ops.where(mask, result, ops.zeros_like(result))
-    result = _numerics.nan_where(invalid, result)
+    if invalid is not None:
+        result = _numerics.nan_where(invalid, result)
     return ops.cast(result, dtype)
 
 

@@ -176,3 +176,48 @@ def test_nan_where_matches_the_portable_form():
             testing.to_numpy(_backend.current().nan_where(invalid, values)),
             testing.to_numpy(portable.nan_where(invalid, values)),
         )
+
+
+def test_ordinary_temperature_claims_only_what_the_policy_leaves_alone():
+    # Claiming "ordinary" skips the policy for 0, +inf, NaN and too-small
+    # temperatures, so a fast path may claim it only inside [max(minimum,
+    # tiny), 1 / tiny]; portable never claims it.
+    tiny = float(np.finfo("float32").tiny)
+    check = _backend.current().ordinary_temperature
+    for value, minimum in [
+        (0.0, None),
+        (tiny / 2, None),
+        (np.inf, None),
+        (np.nan, None),
+        (0.9, 1.0),
+        (2.0 / tiny, None),
+    ]:
+        temperature = keras.ops.convert_to_tensor(np.float32(value))
+        assert check(temperature, minimum) is False, (value, minimum)
+    rows = keras.ops.convert_to_tensor(np.array([0.5, 0.0], "float32"))
+    assert check(rows, None) is False
+    ordinary = keras.ops.convert_to_tensor(np.array([0.5, 1.0], "float32"))
+    assert check(ordinary, 0.5) is (_backend.name() == "torch")
+    assert portable.ordinary_temperature(ordinary, 0.5) is False
+
+
+def test_all_finite_claims_only_finite_values():
+    check = _backend.current().all_finite
+    for bad in (np.nan, np.inf, -np.inf):
+        values = keras.ops.convert_to_tensor(np.array([0.0, bad], "float32"))
+        assert check(values) is False, bad
+    finite = keras.ops.convert_to_tensor(np.array([0.0, -3e38], "float32"))
+    assert check(finite) is (_backend.name() == "torch")
+    assert portable.all_finite(finite) is False
+
+
+def test_layers_with_ordinary_temperatures_equal_the_policy_path():
+    # A temperature tensor takes the fast path on eager PyTorch and the policy's
+    # `where`s elsewhere; a Python float skips both. All give the same sample.
+    logits = np.random.default_rng(0).normal(size=(4, 5)).astype("float32")
+    for function in (kg.ops.gumbel_softmax, kg.ops.gumbel_sigmoid):
+        as_float = function(logits, 0.7, seed=3)
+        as_tensor = function(logits, keras.ops.convert_to_tensor(0.7), seed=3)
+        np.testing.assert_array_equal(
+            testing.to_numpy(as_float), testing.to_numpy(as_tensor)
+        )

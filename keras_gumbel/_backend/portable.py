@@ -13,10 +13,12 @@ import numpy as np
 from keras import ops
 
 __all__ = [
+    "all_finite",
     "argmax",
     "gumbel_from_uniform",
     "nan_where",
     "one_hot",
+    "ordinary_temperature",
     "scaled_softmax",
     "shift_rows",
     "softmax_vjp",
@@ -148,6 +150,18 @@ def _minus_row_max(scores):
     # Rows without a finite maximum (all -inf, or NaN) are not shifted.
     shift = ops.where(maximum > float("-inf"), maximum, ops.zeros_like(maximum))
     return scores - ops.stop_gradient(shift)
+
+
+def all_finite(values):
+    """False: a traced program cannot read the values, so the policy for NaN
+    and infinite logits runs (as `where`s)."""
+    return False
+
+
+def ordinary_temperature(temperature, minimum):
+    """False: a traced program cannot read the temperature's value, so the
+    policy for 0, `+inf`, NaN and too-small temperatures runs (as `where`s)."""
+    return False
 
 
 def nan_where(invalid, values):

@@ -13,8 +13,10 @@ import numpy as np
 from keras_gumbel._backend import portable
 
 __all__ = [
+    "all_finite",
     "gumbel_from_uniform",
     "nan_where",
+    "ordinary_temperature",
     "scaled_softmax",
     "shift_rows",
     "softmax_vjp_scores",
@@ -186,3 +188,31 @@ def nan_where(invalid, values):
     if _symbolic(values) or bool(torch.any(invalid)):
         return portable.nan_where(invalid, values)
     return values
+
+
+def ordinary_temperature(temperature, minimum):
+    """Read whether every temperature lies in `[max(minimum, tiny), 1 / tiny]`.
+
+    There the policy's `where`s and clamp change no value and no gradient, and
+    one read of a boolean costs less than the dozen operations they dispatch.
+    NaN fails the comparisons, so it keeps the policy.
+    """
+    import torch
+
+    if _symbolic(temperature):
+        return False
+    tiny = float(np.finfo(keras.backend.standardize_dtype(temperature.dtype)).tiny)
+    lower = max(minimum or 0.0, tiny)
+    with torch.no_grad():
+        return bool(torch.all((temperature >= lower) & (temperature <= 1.0 / tiny)))
+
+
+def all_finite(values):
+    """Read whether every value is finite, when the policy for NaN and infinite
+    logits would change nothing; one boolean read instead of its operations."""
+    import torch
+
+    if _symbolic(values):
+        return False
+    with torch.no_grad():
+        return bool(torch.isfinite(values).all())
