@@ -144,3 +144,24 @@ def test_training_benchmark_prints_every_model_with_its_goals():
         assert cells[-3].endswith(("met", "MISSED")), cells  # vs the best peer
         assert cells[-2].endswith(("met", "MISSED", "n/a")), cells  # vs snippet
         assert cells[-1].endswith("]"), cells  # the sampler's share
+
+
+def test_op_counts_benchmark_counts_every_sampler():
+    # One round of short timings; the counts do not depend on them.
+    output = run_benchmark("op_counts.py", "--rounds", "1", "--seconds", "0.001")
+    rows = table_rows(output)
+    native = {"tensorflow": ["tfp"], "torch": ["torch"]}.get(
+        keras.backend.backend(), []
+    )
+    layers = {(cells[0], cells[1]): cells for cells in rows if cells[0][0] in "cb"}
+    for family in ("categorical [100, 20, 10]", "binary [100, 200]"):
+        for kind in ["ours", "snippet", *native]:
+            count = layers[(family, kind)][2]
+            # "42", or on JAX "24 kernels, 451 instructions".
+            assert int(count.split()[0]) > 0, layers[(family, kind)]
+    assert "What ours runs beyond" in output
+    if keras.backend.backend() == "torch":
+        names = {cells[0] for cells in rows}
+        estimators = [name for name in kg.ESTIMATORS if name != "gumbel_rao"]
+        assert set(estimators) <= names
+        assert {"vae", "binary_vae"} <= names
