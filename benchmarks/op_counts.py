@@ -14,7 +14,7 @@ snippet and the backend's native sampler (`benchmarks/training.py`'s
   operations ours runs that the native sampler does not. A second table counts
   every estimator of `keras_gumbel.ops.gumbel_softmax` against
   `torch.nn.functional.gumbel_softmax(hard=True)`, and a third whole
-  `train_on_batch` steps of the VAEs.
+  `train_on_batch` steps of `benchmarks/training.py`'s four models.
 - JAX: the kernels XLA's compiled program runs (the instructions of its
   entry computation other than parameters, constants, tuples and bitcasts;
   a fusion is one kernel), and every HLO instruction in it.
@@ -50,7 +50,7 @@ from _timing import (  # noqa: E402
     progress,
     setup,
 )
-from training import build, peers, sampler  # noqa: E402
+from training import MODELS, peers, runner, sampler  # noqa: E402
 
 import keras_gumbel as kg  # noqa: E402
 
@@ -287,14 +287,10 @@ def torch_tables(rng):
     kinds = peers()
     print("| model | " + " | ".join(kinds) + " | ours - torch |")
     print("|---|" + "---|" * (len(kinds) + 1))
-    for name in ("vae", "binary_vae"):
-        cells = {}
-        for kind in kinds:
-            model, data, _ = build(name, kind, 1)
-            model.compile(optimizer=keras.optimizers.Adam(1e-3))
-            data = keras.ops.convert_to_tensor(data)
-            step = lambda model=model, data=data: model.train_on_batch(data)  # noqa: E731
-            cells[kind] = total(count_torch(step))
+    for name in MODELS:
+        cells = {
+            kind: total(count_torch(runner(name, kind, False, 1))) for kind in kinds
+        }
         print(
             f"| {name} | "
             + " | ".join(str(cells[kind]) for kind in kinds)

@@ -164,4 +164,4 @@ def test_op_counts_benchmark_counts_every_sampler():
         names = {cells[0] for cells in rows}
         estimators = [name for name in kg.ESTIMATORS if name != "gumbel_rao"]
         assert set(estimators) <= names
-        assert {"vae", "binary_vae"} <= names
+        assert {"vae", "binary_vae", "selector", "quantizer"} <= names
